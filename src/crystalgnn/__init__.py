@@ -1,0 +1,62 @@
+"""crystalgnn: graph neural networks for crystal properties on one fast, cached core.
+
+Python API::
+
+    import crystalgnn
+    result = crystalgnn.train("data/my_cifs", run_dir="runs/demo",
+                              config=crystalgnn.RunConfig())   # or targets via load_dataset
+    model = crystalgnn.load_model("runs/demo")
+    frame = model.predict(["new1.cif", "new2.cif"])            # pandas DataFrame, input order
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CrystalDataset",
+    "DatasetError",
+    "FeatureConfig",
+    "GraphConfig",
+    "ModelConfig",
+    "DataConfig",
+    "RunConfig",
+    "TrainConfig",
+    "load_dataset",
+    "load_model",
+    "train",
+]
+
+# Heavy modules (torch, lightning, pymatgen) load on first use, so `crystalgnn --help` is instant.
+_LAZY = {
+    "CrystalDataset": "crystalgnn.data.records",
+    "DatasetError": "crystalgnn.errors",
+    "FeatureConfig": "crystalgnn.config",
+    "GraphConfig": "crystalgnn.config",
+    "ModelConfig": "crystalgnn.config",
+    "DataConfig": "crystalgnn.config",
+    "RunConfig": "crystalgnn.config",
+    "TrainConfig": "crystalgnn.config",
+    "load_dataset": "crystalgnn.io",
+    "load_model": "crystalgnn.predict",
+    "train": "crystalgnn.training.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'crystalgnn' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from crystalgnn.config import DataConfig, FeatureConfig, GraphConfig, ModelConfig, RunConfig, TrainConfig
+    from crystalgnn.data.records import CrystalDataset
+    from crystalgnn.errors import DatasetError
+    from crystalgnn.io import load_dataset
+    from crystalgnn.predict import load_model
+    from crystalgnn.training.run import train

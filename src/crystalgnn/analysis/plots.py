@@ -1,0 +1,78 @@
+"""Plots people would rather look at than read: parity, ROC and learning curves (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+
+def parity_plot(
+    y_true: dict[str, np.ndarray], y_pred: dict[str, np.ndarray], path: str | Path, target: str = "target", metrics: dict | None = None
+) -> None:
+    """Predicted vs true for each split (``{"train": ..., "val": ..., "test": ...}``)."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    colors = {"train": "#9ecae1", "val": "#fdae6b", "test": "#31a354"}
+    lo, hi = np.inf, -np.inf
+    for split, t in y_true.items():
+        if len(t) == 0:
+            continue
+        p = y_pred[split]
+        ax.scatter(t, p, s=6, alpha=0.5, label=split, color=colors.get(split))
+        lo, hi = min(lo, t.min(), p.min()), max(hi, t.max(), p.max())
+    if np.isfinite(lo):
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    title = f"{target}"
+    if metrics:
+        title += f"\ntest MAE {metrics.get('mae', float('nan')):.4g}, R² {metrics.get('r2', float('nan')):.3f}"
+    ax.set(xlabel=f"true {target}", ylabel=f"predicted {target}", title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def roc_plot(y_true: np.ndarray, probabilities: np.ndarray, path: str | Path, auc: float | None = None) -> None:
+    """ROC curve of the test split (one-vs-rest per class when there are more than two)."""
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    classes = range(1, 2) if probabilities.shape[1] == 2 else range(probabilities.shape[1])
+    for c in classes:
+        positives = (np.asarray(y_true) == c).astype(int)
+        if positives.min() == positives.max():
+            continue
+        fpr, tpr, _ = roc_curve(positives, probabilities[:, c])
+        ax.plot(fpr, tpr, label=f"class {c}")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC (test), AUC {auc:.3f}" if auc is not None else "ROC")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def learning_curve_plot(metrics_csv: str | Path, path: str | Path) -> None:
+    """Training loss and validation metric per epoch from Lightning's CSV log."""
+    log = pd.read_csv(metrics_csv)
+    epochs = log.groupby("epoch").last()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    if "train_loss" in epochs:
+        ax.plot(epochs.index, epochs["train_loss"], label="train loss")
+    if "val_loss" in epochs:
+        ax.plot(epochs.index, epochs["val_loss"], label="validation loss")
+    ax.set(xlabel="epoch", ylabel="loss (normalized units)", yscale="log")
+    secondary = "val_mae" if "val_mae" in epochs else "val_accuracy" if "val_accuracy" in epochs else None
+    if secondary:
+        ax2 = ax.twinx()
+        ax2.plot(epochs.index, epochs[secondary], color="C3", label=secondary.replace("_", " "))
+        ax2.set_ylabel(secondary.replace("_", " "))
+        ax2.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

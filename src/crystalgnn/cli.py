@@ -1,0 +1,230 @@
+"""Command line: ``crystalgnn train | predict | evaluate``. ``crystalgnn COMMAND --help`` explains each."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+DESCRIPTION = """\
+crystalgnn: graph neural networks for crystal properties (CGCNN on a cached, fast core).
+
+  crystalgnn train DATA --target NAME --run-dir runs/x     train, write a run directory
+  crystalgnn predict runs/x new_cifs/ -o predictions.csv   predict new structures
+  crystalgnn evaluate runs/x labelled_data/                metrics of a run on labelled data
+
+DATA is a CGCNN folder (id_prop.csv + <id>.cif), an ALIGNN folder (POSCAR files), a CSV(.gz)
+with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated dataset
+'chains:short' / 'chains:long' (1D carbon chains of Gong et al., target 'a').
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", "-t", action="append", dest="targets", metavar="NAME",
+                   help="target column name or 0-based index; repeat for several targets (default: all target columns of id_prop.csv)")
+    p.add_argument("--transform", choices=["none", "log10"], default=None, help="transform targets before training, e.g. log10 for elastic moduli")
+    p.add_argument("--on-error", choices=["raise", "skip"], default=None,
+                   help="unusable items (bad CIF, NaN target, partial occupancy, ...): stop before training with the full list (raise, default) or leave them out and list them in skipped.csv (skip)")
+    p.add_argument("--cache-dir", default="default", help="graph cache folder (default: $CRYSTALGNN_CACHE or ~/.cache/crystalgnn)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the graph cache")
+    p.add_argument("--workers", type=int, default=0, help="processes that build graphs (0: one per core)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crystalgnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    tr = sub.add_parser("train", help="train a model and write a run directory",
+                        description="Train a model. The run directory receives config.json, model.safetensors, metrics.json, predictions_<split>.csv, parity.png and learning_curve.png.")
+    tr.add_argument("data", nargs="?", help="dataset path or 'chains:short' (see crystalgnn --help)")
+    tr.add_argument("--dataset", dest="dataset", help="same as the positional DATA")
+    tr.add_argument("--run-dir", required=True, help="output folder of the run")
+    tr.add_argument("--config", help="start from the config.json of an earlier run (flags still override)")
+    _add_data_args(tr)
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    g = tr.add_argument_group("graph (CGCNN: radius 8 Å, 12 neighbours)")
+    g.add_argument("--graph-strategy", choices=["radius", "knn"], help="radius: ≤ max-neighbours within the cutoff; knn: all up to the k-th neighbour distance, growing cutoff")
+    g.add_argument("--cutoff", type=float, help="neighbour search radius in Å (8)")
+    g.add_argument("--max-neighbors", type=int, help="neighbours per atom (12)")
+    f = tr.add_argument_group("features")
+    f.add_argument("--atom-features", choices=["cgcnn", "embedding"], help="CGCNN 92-dim one-hot (default) or a learned embedding per element")
+    f.add_argument("--gaussian-step", type=float, help="spacing and width of the distance Gaussians in Å (0.2)")
+    m = tr.add_argument_group("model (CGCNN defaults)")
+    m.add_argument("--task", choices=["regression", "classification"], help="classification expects integer labels 0..C-1")
+    m.add_argument("--conv", choices=["gated", "linear"], help="gated residual Eq. 5 (default) or linear Eq. 4")
+    m.add_argument("--pooling", choices=["mean", "sum", "site"], help="mean (Eq. S16), sum (extensive properties), site (Eqs. S14-S15, per-site contributions)")
+    m.add_argument("--atom-fea-len", type=int, help="atom vector width (64)")
+    m.add_argument("--n-conv", type=int, help="convolution layers (3)")
+    m.add_argument("--h-fea-len", type=int, help="head hidden width (128)")
+    m.add_argument("--n-h", type=int, help="head hidden layers (1)")
+    m.add_argument("--dropout", type=float, help="dropout before the output (0; 0.5 for classification)")
+    o = tr.add_argument_group("training")
+    o.add_argument("--epochs", type=int, help="training epochs (100)")
+    o.add_argument("--batch-size", type=int, help="crystals per batch (256)")
+    o.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="(adamw)")
+    o.add_argument("--lr", type=float, help="peak learning rate (3e-3)")
+    o.add_argument("--weight-decay", type=float, help="(0)")
+    o.add_argument("--scheduler", choices=["onecycle", "cosine", "multistep", "none"], help="learning-rate schedule (onecycle)")
+    o.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
+    o.add_argument("--seed", type=int, help="seed of the split and the training (123)")
+    o.add_argument("--split", help="train,val,test fractions, e.g. 0.6,0.2,0.2 (default)")
+    o.add_argument("--split-file", help="CSV of id,split (train/val/test) instead of fractions")
+    o.add_argument("--kfold", type=int, help="k-fold cross-validation: number of folds (0: off)")
+    o.add_argument("--fold", type=int, help="test fold for --kfold (0)")
+    o.add_argument("--kfold-seed", type=int, help="KFold seed (MatBench: 18012019)")
+    o.add_argument("--accelerator", help="cpu, gpu or auto (default)")
+    o.add_argument("--devices", type=int, help="devices / processes (DDP when > 1)")
+    o.add_argument("--strategy", help="Lightning strategy, e.g. ddp (auto)")
+    o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
+    o.add_argument("--threads", type=int, help="torch CPU threads (0: all cores)")
+
+    pr = sub.add_parser("predict", help="predict structures with a trained run",
+                        description="Predict structures with the graph and feature settings of training. Output order = input order.")
+    pr.add_argument("run_dir", help="run directory written by 'crystalgnn train'")
+    pr.add_argument("inputs", nargs="+", help="structure files (CIF, POSCAR, ...) and/or folders of them")
+    pr.add_argument("-o", "--output", help="CSV to write (default: print to stdout)")
+    pr.add_argument("--site-contributions", metavar="CSV", help="also write per-site contributions (needs a model trained with --pooling site)")
+    pr.add_argument("--embeddings", metavar="CSV", help="also write the crystal embeddings (pooled vectors)")
+    pr.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="unusable inputs: stop (default) or skip and report them")
+    pr.add_argument("--device", default="cpu", help="cpu or cuda")
+
+    ev = sub.add_parser("evaluate", help="metrics of a trained run on labelled data",
+                        description="Predict a labelled dataset and print metrics; writes a parity plot (regression) beside the output CSV.")
+    ev.add_argument("run_dir")
+    ev.add_argument("data", help="labelled dataset (same layouts as train)")
+    ev.add_argument("--target", "-t", action="append", dest="targets", help="target columns (default: those the model was trained on)")
+    ev.add_argument("-o", "--output", default=None, help="prediction CSV (default: RUN_DIR/evaluate_predictions.csv)")
+    ev.add_argument("--on-error", choices=["raise", "skip"], default="raise")
+    ev.add_argument("--device", default="cpu")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace):
+    from crystalgnn.config import RunConfig, replace
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    split = tuple(float(x) for x in args.split.split(",")) if args.split else None
+    if split is not None and len(split) != 3:
+        raise SystemExit("--split takes three fractions: train,val,test (e.g. 0.6,0.2,0.2)")
+    targets = tuple(args.targets) if args.targets else None
+    gaussian = {"gaussian_step": args.gaussian_step, "gaussian_width": args.gaussian_step} if args.gaussian_step else {}
+    return dataclasses.replace(
+        cfg,
+        data=replace(cfg.data, targets=targets, transform=args.transform, on_error=args.on_error),
+        graph=replace(cfg.graph, strategy=args.graph_strategy, cutoff=args.cutoff, max_neighbors=args.max_neighbors),
+        features=replace(cfg.features, atom_features=args.atom_features, **gaussian),
+        model=replace(cfg.model, task=args.task, conv=args.conv, pooling=args.pooling, atom_fea_len=args.atom_fea_len,
+                      n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h, dropout=args.dropout),
+        train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience,
+                      seed=args.seed, split_fractions=split, split_file=args.split_file, kfold=args.kfold, fold=args.fold,
+                      kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
+                      num_workers=args.num_workers, threads=args.threads),
+    )
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from crystalgnn.training.run import train
+
+    data = args.data or args.dataset
+    if not data:
+        raise SystemExit("train: give a dataset (positional DATA or --dataset); see 'crystalgnn train --help'")
+    cfg = _config_from_args(args)
+    cache = None if args.no_cache else args.cache_dir
+    result = train(data, args.run_dir, cfg, cache_dir=cache, workers=args.workers, progress=not args.quiet)
+    if result.metrics:
+        print(result.summary())
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from crystalgnn.predict import load_model
+
+    predictor = load_model(args.run_dir, args.device)
+    data = predictor.prepare(args.inputs, on_error=args.on_error)
+    pred = predictor.predict_store(data)
+    frame = predictor.to_frame(pred, data)
+    if args.output:
+        frame.to_csv(args.output, index=False)
+        print(f"wrote {len(frame)} predictions to {args.output}", file=sys.stderr)
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    if data.problems:
+        print(f"skipped {len(data.problems)} input(s):", file=sys.stderr)
+        for p in data.problems:
+            print(f"  - {p}", file=sys.stderr)
+    if args.site_contributions:
+        if pred.sites is None:
+            raise SystemExit("--site-contributions needs a model trained with --pooling site")
+        rows = []
+        for item, z_sites, contrib in zip(pred.ids, _split_atoms(data), pred.sites):
+            for k, (z, c) in enumerate(zip(z_sites, contrib)):
+                rows.append({"id": item, "site": k, "element": z, **{n: c[t] for t, n in enumerate(predictor.target_names)}})
+        pd.DataFrame(rows).to_csv(args.site_contributions, index=False)
+    if args.embeddings:
+        emb = pd.DataFrame(pred.embeddings, columns=[f"e{k}" for k in range(pred.embeddings.shape[1])])
+        emb.insert(0, "id", pred.ids)
+        emb.to_csv(args.embeddings, index=False)
+    return 0
+
+
+def _split_atoms(data) -> list[list[str]]:
+    from pymatgen.core import Element
+
+    store = data.store
+    return [
+        [Element.from_Z(int(z)).symbol for z in store.atomic_numbers[store.node_ptr[i] : store.node_ptr[i + 1]]]
+        for i in range(len(store))
+    ]
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from crystalgnn.analysis.plots import parity_plot
+    from crystalgnn.io import load_dataset
+    from crystalgnn.predict import load_model
+    from crystalgnn.training.metrics import classification_metrics, regression_metrics
+
+    predictor = load_model(args.run_dir, args.device)
+    targets = args.targets or predictor.target_names
+    dataset = load_dataset(args.data, list(targets), transform=predictor.cfg.data.transform)
+    data = predictor.prepare(dataset, on_error=args.on_error)
+    pred = predictor.predict_store(data)
+    frame = predictor.to_frame(pred, data)
+    output = Path(args.output or Path(args.run_dir) / "evaluate_predictions.csv")
+    metrics = {}
+    if predictor.module.is_classification:
+        metrics[targets[0]] = classification_metrics(data.targets[:, 0], pred.values)
+    else:
+        for t, name in enumerate(predictor.target_names):
+            frame.insert(1, f"true_{name}", data.targets[:, t])
+            metrics[name] = regression_metrics(data.targets[:, t], pred.values[:, t])
+            parity_plot({"data": data.targets[:, t]}, {"data": pred.values[:, t]}, output.with_suffix(f".{name}.png"), name, metrics[name])
+    frame.to_csv(output, index=False)
+    print(json.dumps({"metrics": metrics, "n_skipped": len(data.problems)}, indent=2, default=float))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    from crystalgnn.errors import CrystalGNNError
+
+    try:
+        return {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate}[args.command](args)
+    except (CrystalGNNError, FileNotFoundError, ValueError) as err:
+        print(f"crystalgnn {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Typed configuration of a run, saved as JSON with every run and restored by ``load_model``.
+
+Every setting that changes a graph or a feature lives here, so ``predict`` rebuilds inputs
+exactly as training saw them (the reference CGCNN rebuilt them with defaults, a known bug).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+#: Bump when the graph-building code changes what it produces, so old caches are not reused.
+GRAPH_CODE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """How a structure becomes a periodic multigraph.
+
+    ``strategy="radius"`` is CGCNN's: neighbours within ``cutoff`` Å, the ``max_neighbors``
+    nearest kept per atom. ``strategy="knn"`` is ALIGNN/CrysToGraph's: every neighbour up to the
+    ``max_neighbors``-th neighbour distance (ties within ``tie_tolerance`` Å included); the search
+    radius grows by ``cutoff_growth`` Å until every atom has ``max_neighbors`` neighbours.
+    """
+
+    strategy: Literal["radius", "knn"] = "radius"
+    cutoff: float = 8.0
+    max_neighbors: int = 12
+    cutoff_growth: float = 2.0
+    tie_tolerance: float = 1e-4
+    code_version: int = GRAPH_CODE_VERSION
+
+    def key(self) -> str:
+        """Short stable hash of every setting; names the cache folder."""
+        return stable_hash(dataclasses.asdict(self))[:16]
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Atom and bond input features.
+
+    ``atom_features="cgcnn"``: the 92-dim one-hot vector of CGCNN SM Table II, computed from
+    element data (Z 1–100), mapped to the model width by a learned linear layer.
+    ``"embedding"``: a learnable vector per element (Z 1–100) of the model width.
+    Bonds: Gaussian expansion exp(-(d-μ_k)²/width²), μ_k = start, start+step, …, stop
+    (CGCNN: 0–8 Å, step 0.2, width 0.2 → 41 features).
+    """
+
+    atom_features: Literal["cgcnn", "embedding"] = "cgcnn"
+    gaussian_start: float = 0.0
+    gaussian_stop: float = 8.0
+    gaussian_step: float = 0.2
+    gaussian_width: float = 0.2
+
+    @property
+    def num_edge_features(self) -> int:
+        return int(round((self.gaussian_stop - self.gaussian_start) / self.gaussian_step)) + 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model architecture. Defaults are CGCNN's (Xie & Grossman 2018, reference code)."""
+
+    name: Literal["cgcnn"] = "cgcnn"
+    atom_fea_len: int = 64
+    n_conv: int = 3
+    h_fea_len: int = 128
+    n_h: int = 1
+    conv: Literal["gated", "linear"] = "gated"
+    pooling: Literal["mean", "sum", "site"] = "mean"
+    task: Literal["regression", "classification"] = "regression"
+    n_targets: int = 1
+    n_classes: int = 2
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data came from and which targets were learned."""
+
+    source: str = ""
+    targets: tuple[str, ...] = ()
+    transform: Literal["none", "log10"] = "none"
+    on_error: Literal["raise", "skip"] = "raise"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, splitting and hardware.
+
+    Splits: seeded fractions (CGCNN's 60/20/20 after one shuffle with seed 123), a split file
+    (``id,split`` with split in train/val/test), or ``kfold`` folds (``fold`` selects the test fold;
+    MatBench uses seed 18012019).
+    """
+
+    epochs: int = 100
+    batch_size: int = 256
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    scheduler: Literal["cosine", "onecycle", "multistep", "none"] = "onecycle"
+    milestones: tuple[int, ...] = (100,)
+    gamma: float = 0.1
+    early_stopping_patience: int = 0
+    normalize_targets: bool = True
+    seed: int = 123
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    split_file: str = ""
+    kfold: int = 0
+    fold: int = 0
+    kfold_seed: int = 18012019
+    accelerator: str = "auto"
+    devices: int = 1
+    strategy: str = "auto"
+    num_workers: int = 0
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, saved as ``config.json`` in the run directory."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    crystalgnn_version: str = "0.1.0"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        return from_dict(cls, json.loads(Path(path).read_text()))
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-1 of the canonical JSON form of ``obj``."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """Rebuild a (nested) frozen dataclass from ``dataclasses.asdict`` output.
+
+    Unknown keys raise, so a config written by a newer version fails loudly instead of silently.
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return from_dict(hint, value)  # type: ignore[arg-type]
+    if origin is tuple and isinstance(value, (list, tuple)):
+        args = typing.get_args(hint)
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def replace(cfg: T, **changes: Any) -> T:
+    """``dataclasses.replace`` that ignores ``None`` values (handy for CLI overrides)."""
+    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[type-var]

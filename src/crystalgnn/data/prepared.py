@@ -1,0 +1,122 @@
+"""From a :class:`CrystalDataset` to graphs ready for batching, with every unusable item reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from pymatgen.core import Element
+from torch.utils.data import DataLoader, Dataset
+from torch_geometric.data import Data
+
+from crystalgnn.config import FeatureConfig, GraphConfig
+from crystalgnn.data.records import CrystalDataset
+from crystalgnn.errors import Problem
+from crystalgnn.graphs.cache import build_graphs
+from crystalgnn.graphs.store import GraphStore
+
+#: Largest atomic number the atom features cover (CGCNN's table and the learned embedding: 1–100).
+MAX_SUPPORTED_Z = 100
+
+
+@dataclass
+class PreparedData:
+    """Usable items only, in input order: graphs, targets, and the problems of the others."""
+
+    ids: list[str]
+    store: GraphStore
+    targets: np.ndarray  # (n, T)
+    target_names: list[str]
+    problems: list[Problem] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def unsupported_element_problems(ids: Sequence[str], store: GraphStore, max_z: int = MAX_SUPPORTED_Z) -> dict[int, Problem]:
+    """Items containing an element the atom features do not cover, by position in ``store``."""
+    bad_atoms = np.flatnonzero(store.atomic_numbers > max_z)
+    if bad_atoms.size == 0:
+        return {}
+    graph_of_atom = np.searchsorted(store.node_ptr, bad_atoms, side="right") - 1
+    problems: dict[int, Problem] = {}
+    for g in np.unique(graph_of_atom):
+        zs = sorted(set(store.atomic_numbers[store.node_ptr[g] : store.node_ptr[g + 1]].tolist()) - set(range(max_z + 1)))
+        names = ", ".join(f"{Element.from_Z(int(z)).symbol} (Z={z})" for z in zs)
+        problems[int(g)] = Problem(
+            ids[g], f"element(s) {names} not covered by the atom features (Z 1–{max_z})", stage="features"
+        )
+    return problems
+
+
+def prepare(
+    dataset: CrystalDataset,
+    graph_cfg: GraphConfig,
+    feature_cfg: FeatureConfig,
+    cache_dir: str | Path | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> PreparedData:
+    """Build (or load cached) graphs for every item and drop, with a reason, what cannot be used."""
+    store, ok, problems = build_graphs(dataset.ids, dataset.sources, graph_cfg, cache_dir, workers, progress)
+    kept_rows = np.flatnonzero(ok)
+    kept_ids = [dataset.ids[i] for i in kept_rows]
+    element_problems = unsupported_element_problems(kept_ids, store)
+    if element_problems:
+        keep = np.array([i not in element_problems for i in range(len(kept_rows))])
+        store = store.take(np.flatnonzero(keep))
+        kept_rows = kept_rows[keep]
+        problems = problems + list(element_problems.values())
+    return PreparedData(
+        ids=[dataset.ids[i] for i in kept_rows],
+        store=store,
+        targets=dataset.targets[kept_rows],
+        target_names=list(dataset.target_names),
+        problems=list(dataset.problems) + problems,
+    )
+
+
+class _IndexDataset(Dataset):
+    """Yields global item indices; the collator gathers graphs for a whole batch at once."""
+
+    def __init__(self, indices: np.ndarray) -> None:
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> int:
+        return int(self.indices[i])
+
+
+class Collator:
+    """Picklable collate function (works with ``num_workers > 0``; graphs are never rebuilt)."""
+
+    def __init__(self, store: GraphStore, targets: np.ndarray | None) -> None:
+        self.store = store
+        self.targets = targets
+
+    def __call__(self, indices: list[int]) -> Data:
+        idx = np.asarray(indices, dtype=np.int64)
+        return self.store.collate(idx, None if self.targets is None else self.targets[idx])
+
+
+def make_loader(
+    data: PreparedData,
+    indices: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    return DataLoader(
+        _IndexDataset(indices),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=Collator(data.store, data.targets),
+        persistent_workers=num_workers > 0,
+    )

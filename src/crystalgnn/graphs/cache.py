@@ -1,0 +1,178 @@
+"""Build crystal graphs once, in parallel, and cache them on disk.
+
+Layout: ``<cache_dir>/graphs-<GraphConfig.key()>/`` holds shards ``<name>.npz`` (a
+:class:`GraphStore`) each with a small ``<name>.keys.npy`` beside it. A graph is found by its
+structure's content key (hash of the file bytes or of the in-memory structure) under the folder of
+its graph settings, so changing a setting or a file rebuilds only what changed. Loading is
+``np.load(allow_pickle=False)``: the cache never executes code.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from crystalgnn.config import GraphConfig
+from crystalgnn.data.records import StructureSource
+from crystalgnn.errors import Problem
+from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
+from crystalgnn.graphs.store import GraphStore
+
+
+def default_cache_dir() -> Path:
+    """``$CRYSTALGNN_CACHE`` or ``~/.cache/crystalgnn``."""
+    return Path(os.environ.get("CRYSTALGNN_CACHE", Path.home() / ".cache" / "crystalgnn"))
+
+
+def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
+    """Parse, validate and build one graph; a string is the reason it could not be built."""
+    from crystalgnn.graphs.neighbors import IsolatedAtomError
+    from crystalgnn.io.parse import StructureParseError, validate_structure
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = source.load()
+    except StructureParseError as err:
+        return str(err)
+    except Exception as err:  # a reader library failing in an unforeseen way is still one bad item
+        return f"could not read structure: {type(err).__name__}: {err}"
+    reason = validate_structure(structure)
+    if reason:
+        return reason
+    try:
+        return build_graph(structure, cfg)
+    except IsolatedAtomError as err:
+        return str(err)
+
+
+def _build_chunk(args: tuple[list[StructureSource], GraphConfig]) -> list[CrystalGraph | str]:
+    sources, cfg = args
+    return [build_one(s, cfg) for s in sources]
+
+
+@dataclass
+class GraphCache:
+    """On-disk graph cache for one :class:`GraphConfig`. ``root=None`` disables disk caching."""
+
+    cfg: GraphConfig
+    root: Path | None = None
+
+    @property
+    def folder(self) -> Path | None:
+        return None if self.root is None else Path(self.root) / f"graphs-{self.cfg.key()}"
+
+    def _shard_keys(self) -> list[tuple[Path, np.ndarray]]:
+        folder = self.folder
+        if folder is None or not folder.exists():
+            return []
+        found = []
+        for keys_file in sorted(folder.glob("*.keys.npy")):
+            shard = keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".npz")
+            if shard.exists():
+                found.append((shard, np.load(keys_file, allow_pickle=False)))
+        return found
+
+    def lookup(self, keys: Sequence[str]) -> tuple[GraphStore | None, np.ndarray]:
+        """Cached graphs for ``keys``: a store with the hits (in ``keys`` order) and a hit mask."""
+        wanted = np.array(list(keys), dtype="S64")
+        hit = np.zeros(len(wanted), dtype=bool)
+        parts: list[GraphStore] = []
+        part_rows: list[np.ndarray] = []
+        for shard, shard_keys in self._shard_keys():
+            # Rows of `wanted` not yet found whose key is in this shard.
+            in_shard = np.isin(wanted, shard_keys) & ~hit
+            if not in_shard.any():
+                continue
+            rows = np.flatnonzero(in_shard)
+            position = {k: i for i, k in enumerate(shard_keys.tolist())}
+            store = GraphStore.load(shard)
+            parts.append(store.take([position[k] for k in wanted[rows].tolist()]))
+            part_rows.append(rows)
+            hit[rows] = True
+        if not parts:
+            return None, hit
+        merged = GraphStore.concat(parts)
+        order = np.argsort(np.concatenate(part_rows), kind="stable")
+        return merged.take(order), hit
+
+    def add(self, store: GraphStore) -> None:
+        folder = self.folder
+        if folder is None or len(store) == 0:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"shard-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
+        store.save(folder / f"{name}.npz")
+        tmp = folder / f".{name}.keys.tmp.npy"
+        np.save(tmp, store.keys)
+        os.replace(tmp, folder / f"{name}.keys.npy")  # keys last: a shard is visible only when complete
+
+
+def build_graphs(
+    ids: Sequence[str],
+    sources: Sequence[StructureSource],
+    cfg: GraphConfig,
+    cache_dir: str | Path | None = None,
+    workers: int = 0,
+    progress: bool = True,
+    chunk_size: int = 32,
+) -> tuple[GraphStore, np.ndarray, list[Problem]]:
+    """Graphs for ``sources``, from the cache where possible, built in parallel otherwise.
+
+    Returns ``(store, ok, problems)``: ``store`` holds the graphs of the items with ``ok[i]`` true,
+    in input order; ``problems`` names every item that could not be built and why.
+    ``workers=0`` uses every core (``os.cpu_count()``); 1 builds in this process.
+    """
+    cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None)
+    keys = [s.key for s in sources]
+    cached, hit = cache.lookup(keys)
+    missing = np.flatnonzero(~hit)
+    built: list[CrystalGraph | str] = []
+    if len(missing):
+        todo = [sources[i] for i in missing]
+        n_workers = workers or os.cpu_count() or 1
+        bar = tqdm(total=len(todo), desc="building graphs", unit="crystal", disable=not progress, leave=False)
+        if n_workers > 1 and len(todo) >= 2 * chunk_size:
+            chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
+            # fork: workers inherit the imported modules, so start-up costs milliseconds, not seconds.
+            ctx = get_context("fork") if "fork" in get_all_start_methods() else None
+            with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+                for result in pool.map(_build_chunk, [(c, cfg) for c in chunks]):
+                    built.extend(result)
+                    bar.update(len(result))
+        else:
+            for source in todo:
+                built.append(build_one(source, cfg))
+                bar.update(1)
+        bar.close()
+
+    problems: list[Problem] = []
+    new_keys, new_graphs, new_rows = [], [], []
+    for row, result in zip(missing, built):
+        if isinstance(result, str):
+            problems.append(Problem(str(ids[row]), result, stage="structure"))
+        else:
+            new_keys.append(keys[row])
+            new_graphs.append(result)
+            new_rows.append(row)
+    fresh = GraphStore.from_graphs(new_keys, new_graphs)
+    cache.add(fresh)
+
+    ok = hit.copy()
+    ok[np.asarray(new_rows, dtype=np.int64)] = True
+    parts = [s for s in (cached, fresh) if s is not None and len(s)]
+    if not parts:
+        return GraphStore.from_graphs([], []), ok, problems
+    rows = np.concatenate(([np.flatnonzero(hit)] if cached is not None else []) + [np.asarray(new_rows, dtype=np.int64)])
+    merged = GraphStore.concat(parts)
+    store = merged.take(np.argsort(rows, kind="stable"))
+    return store, ok, problems

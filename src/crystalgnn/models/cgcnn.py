@@ -1,0 +1,137 @@
+r"""CGCNN — Crystal Graph Convolutional Neural Network (Xie & Grossman, PRL 120, 145301, 2018).
+
+Atoms are nodes with input features :math:`v_i^{(0)}` (CGCNN's 92-dim one-hot element vector, or
+a learned per-element embedding) mapped to width F by a linear layer; each directed edge
+:math:`(i, j)_k` carries the Gaussian-expanded distance :math:`u_{(i,j)_k}` (0–8 Å, step 0.2 → 41).
+
+Gated residual convolution (Eq. 5, default), with
+:math:`z_{(i,j)_k} = v_i \oplus v_j \oplus u_{(i,j)_k}`:
+
+.. math::
+    v_i^{(t+1)} = g\Big(v_i^{(t)} + \mathrm{BN}\big(\sum_{j,k} \sigma(z W_f + b_f) \odot g(z W_s + b_s)\big)\Big)
+
+with σ the sigmoid and g softplus. As in the reference code, :math:`[zW_f+b_f, zW_s+b_s]` is
+one Linear(2F + G → 2F) followed by batch norm over edges, and the residual sum passes one more
+batch norm and softplus (the paper's Eq. 5 omits both).
+
+Linear convolution (Eq. 4):
+
+.. math::
+    v_i^{(t+1)} = g\Big(\big(\sum_{j,k} v_j^{(t)} \oplus u_{(i,j)_k}\big) W_c + v_i^{(t)} W_s + b\Big)
+
+After R convolutions the shared :class:`~crystalgnn.models.readout.Readout` pools (mean Eq. S16,
+sum, or site-linear Eqs. S14–S15) and applies the head.
+
+Defaults (reference code): F = 64, R = 3, head width 128 with 1 hidden layer, mean pooling,
+gated convolution; classification adds dropout 0.5 before the output layer.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
+from torch_geometric.utils import scatter
+
+from crystalgnn.features.expansions import GaussianExpansion
+from crystalgnn.models.readout import Readout, ReadoutOutput
+
+
+class GatedConv(nn.Module):
+    """Eq. 5 (with the reference code's batch norms). Shapes: x (N, F), edge_attr (E, G)."""
+
+    def __init__(self, atom_features: int, edge_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2 * atom_features + edge_features, 2 * atom_features)
+        self.bn_edges = nn.BatchNorm1d(2 * atom_features)
+        self.bn_sum = nn.BatchNorm1d(atom_features)
+        self.softplus = nn.Softplus()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        source, target = edge_index  # neighbour j → centre i
+        z = torch.cat([x[target], x[source], edge_attr], dim=-1)
+        gate, core = self.bn_edges(self.linear(z)).chunk(2, dim=-1)
+        messages = torch.sigmoid(gate) * self.softplus(core)
+        summed = scatter(messages, target, dim=0, dim_size=x.shape[0], reduce="sum")
+        return self.softplus(x + self.bn_sum(summed))
+
+
+class LinearConv(nn.Module):
+    """Eq. 4: one weight matrix shared by all neighbours. Shapes: x (N, F), edge_attr (E, G)."""
+
+    def __init__(self, atom_features: int, edge_features: int, activation: nn.Module | None = None) -> None:
+        super().__init__()
+        self.neighbour_weight = nn.Linear(atom_features + edge_features, atom_features, bias=False)  # W_c
+        self.self_weight = nn.Linear(atom_features, atom_features)  # W_s and b
+        self.activation = activation if activation is not None else nn.Softplus()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor) -> Tensor:
+        source, target = edge_index
+        neighbour_sum = scatter(torch.cat([x[source], edge_attr], dim=-1), target, dim=0, dim_size=x.shape[0], reduce="sum")
+        return self.activation(self.neighbour_weight(neighbour_sum) + self.self_weight(x))
+
+
+class CGCNN(nn.Module):
+    """Crystal graph convolutional network.
+
+    Args:
+        atom_table: (Z_max + 1, A) input feature row per element (row 0 unused), e.g. the CGCNN
+            one-hot table; ``None`` learns an embedding of width ``atom_fea_len`` per element.
+        out_features: outputs (targets for regression, classes for classification).
+        atom_fea_len: atom vector width F (64).
+        n_conv: number of convolutions R (3).
+        h_fea_len: head hidden width (128).
+        n_h: head hidden layers (1).
+        conv: ``"gated"`` (Eq. 5, default) or ``"linear"`` (Eq. 4).
+        pooling: ``"mean"`` (default), ``"sum"`` or ``"site"``.
+        dropout: dropout before the output layer (0; 0.5 for classification in the reference).
+        gaussian: (start, stop, step, width) of the distance expansion ((0, 8, 0.2, 0.2)).
+        max_z: largest atomic number for the learned embedding (100).
+        extra_features: crystal-level features concatenated after pooling (0).
+    """
+
+    def __init__(
+        self,
+        atom_table: Tensor | None,
+        out_features: int = 1,
+        atom_fea_len: int = 64,
+        n_conv: int = 3,
+        h_fea_len: int = 128,
+        n_h: int = 1,
+        conv: Literal["gated", "linear"] = "gated",
+        pooling: Literal["mean", "sum", "site"] = "mean",
+        dropout: float = 0.0,
+        gaussian: tuple[float, float, float, float] = (0.0, 8.0, 0.2, 0.2),
+        max_z: int = 100,
+        extra_features: int = 0,
+    ) -> None:
+        super().__init__()
+        if atom_table is not None:
+            # A buffer, so the table travels with the weights and to the device.
+            self.register_buffer("atom_table", torch.as_tensor(atom_table, dtype=torch.float32))
+            self.embedding: nn.Module = nn.Linear(self.atom_table.shape[1], atom_fea_len)
+        else:
+            self.atom_table = None
+            self.embedding = nn.Embedding(max_z + 1, atom_fea_len)
+        self.expansion = GaussianExpansion(*gaussian)
+        conv_cls = {"gated": GatedConv, "linear": LinearConv}[conv]
+        self.convs = nn.ModuleList(conv_cls(atom_fea_len, self.expansion.num_features) for _ in range(n_conv))
+        self.readout = Readout(atom_fea_len, out_features, h_fea_len, n_h, pooling, dropout, extra_features)
+
+    def atom_inputs(self, z: Tensor) -> Tensor:
+        """(N,) atomic numbers → (N, F) initial atom vectors."""
+        if self.atom_table is not None:
+            return self.embedding(self.atom_table[z])
+        return self.embedding(z)
+
+    def forward(self, batch: Data, extra: Tensor | None = None) -> ReadoutOutput:
+        """``batch`` from :meth:`GraphStore.collate`: z (N,), edge_index (2, E), edge_dist (E,),
+        batch (N,), num_graphs. Returns predictions (B, out), crystal embeddings (B, F) and, with
+        site pooling, per-site contributions (N, out)."""
+        x = self.atom_inputs(batch.z)
+        edge_attr = self.expansion(batch.edge_dist)
+        for conv in self.convs:
+            x = conv(x, batch.edge_index, edge_attr)
+        return self.readout(x, batch.batch, int(batch.num_graphs), extra)

@@ -1,0 +1,87 @@
+r"""Readout shared by every model: pooling of atom vectors into a crystal vector, then a head.
+
+Pooling choices (``pooling=``):
+
+* ``"mean"`` — CGCNN Eq. S16, :math:`v_c = \frac{1}{N}\sum_i v_i^{(R)}` (size-invariant, intensive).
+* ``"sum"`` — Gong et al. Eq. 13, :math:`v_c = \sum_i v_i^{(R)}` (extensive properties, periodicity).
+* ``"site"`` — CGCNN Eqs. S14–S15: the head maps each atom vector to a scalar (per target)
+  :math:`\tilde v_i = W^T h(v_i) + b`, and the prediction is their mean
+  :math:`\hat y = \frac{1}{N}\sum_i \tilde v_i`; :math:`\tilde v_i` are the site contributions.
+
+Head (CGCNN reference): softplus → Linear(F→H) → softplus → (n_h − 1)× [Linear(H→H) → softplus]
+→ dropout → Linear(H→out). ``extra`` (B, D) crystal-level features — e.g. standardized descriptors
+of Gong et al. Eq. 14 — are concatenated to the pooled vector before the head when
+``extra_features > 0``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+
+@dataclass
+class ReadoutOutput:
+    """``prediction`` (B, out); ``embedding`` (B, F) the pooled crystal vector;
+    ``site_contributions`` (N, out) with ``pooling="site"``, else None."""
+
+    prediction: Tensor
+    embedding: Tensor
+    site_contributions: Tensor | None = None
+
+
+class Readout(nn.Module):
+    """Pool atom vectors (N, F) per crystal and map them to ``out_features`` outputs.
+
+    Args:
+        in_features: width F of the atom vectors.
+        out_features: number of outputs (targets, or classes for classification).
+        hidden_features: width H of the head's hidden layers (CGCNN: 128).
+        n_hidden: number of hidden layers (CGCNN: 1).
+        pooling: ``"mean"`` (default), ``"sum"`` or ``"site"``.
+        dropout: dropout before the output layer (CGCNN classification: 0.5).
+        extra_features: width of crystal-level features concatenated after pooling (0: none).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_features: int = 128,
+        n_hidden: int = 1,
+        pooling: Literal["mean", "sum", "site"] = "mean",
+        dropout: float = 0.0,
+        extra_features: int = 0,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("mean", "sum", "site"):
+            raise ValueError(f"pooling must be 'mean', 'sum' or 'site', not {pooling!r}")
+        if pooling == "site" and extra_features:
+            raise ValueError("site pooling maps each atom to a scalar; crystal-level extra features do not fit it")
+        self.pooling = pooling
+        self.extra_features = extra_features
+        layers: list[nn.Module] = [nn.Softplus(), nn.Linear(in_features + extra_features, hidden_features), nn.Softplus()]
+        for _ in range(n_hidden - 1):
+            layers += [nn.Linear(hidden_features, hidden_features), nn.Softplus()]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(hidden_features, out_features))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, batch: Tensor, num_graphs: int, extra: Tensor | None = None) -> ReadoutOutput:
+        """x (N, F), batch (N,) graph index of each atom, extra (B, D) or None."""
+        embedding = scatter(x, batch, dim=0, dim_size=num_graphs, reduce="sum" if self.pooling == "sum" else "mean")
+        if self.pooling == "site":
+            sites = self.head(x)
+            prediction = scatter(sites, batch, dim=0, dim_size=num_graphs, reduce="mean")
+            return ReadoutOutput(prediction, embedding, sites)
+        features = embedding
+        if self.extra_features:
+            if extra is None or extra.shape[-1] != self.extra_features:
+                raise ValueError(f"this readout expects {self.extra_features} extra features per crystal")
+            features = torch.cat([embedding, extra], dim=-1)
+        return ReadoutOutput(self.head(features), embedding)

@@ -1,0 +1,206 @@
+"""Prediction with a trained run: ``load_model(run_dir).predict(structures)``.
+
+The graph and feature settings are restored from the run's ``config.json``, so inputs are built
+exactly as in training; outputs keep the input order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from crystalgnn.config import RunConfig
+from crystalgnn.data.prepared import PreparedData, make_loader, prepare
+from crystalgnn.data.records import CrystalDataset, StructureSource, file_key, structure_key
+from crystalgnn.data.splits import Split
+from crystalgnn.errors import DatasetError
+from crystalgnn.graphs.store import GraphStore
+from crystalgnn.training.checkpoint import load_weights
+from crystalgnn.training.metrics import classification_metrics, regression_metrics
+from crystalgnn.training.module import CrystalModule
+
+STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".xyz", ".extxyz")
+
+
+@dataclass
+class Predictions:
+    """``values``: (n, T) predictions in target units, or (n, C) class probabilities;
+    ``embeddings``: (n, F) pooled crystal vectors; ``sites``: per crystal (N_i, T) site
+    contributions (site pooling only), else None."""
+
+    ids: list[str]
+    values: np.ndarray
+    embeddings: np.ndarray
+    sites: list[np.ndarray] | None = None
+
+
+class Predictor:
+    """A trained model with the settings it was trained with."""
+
+    def __init__(self, module: CrystalModule, cfg: RunConfig, device: str | torch.device = "cpu") -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.module = module.to(self.device).eval()
+
+    @property
+    def target_names(self) -> list[str]:
+        return list(self.cfg.data.targets)
+
+    @torch.no_grad()
+    def predict_store(self, data: PreparedData, indices: np.ndarray | None = None, batch_size: int = 256) -> Predictions:
+        """Predictions for graphs already built (``indices`` into ``data``; all by default)."""
+        idx = np.arange(len(data)) if indices is None else np.asarray(indices)
+        values, embeddings, sites = [], [], []
+        for batch in make_loader(data, idx, batch_size):
+            batch = batch.to(self.device)
+            out = self.module(batch)
+            if self.module.is_classification:
+                values.append(torch.softmax(out.prediction, -1).cpu())
+            else:
+                values.append(self.module.denormalize(out.prediction).cpu())
+            embeddings.append(out.embedding.cpu())
+            if out.site_contributions is not None:
+                per_site = self.module.denormalize(out.site_contributions).cpu().numpy()
+                sites.extend(np.split(per_site, batch.ptr[1:-1].cpu().numpy()))
+        width = self.cfg.model.n_classes if self.module.is_classification else self.cfg.model.n_targets
+        return Predictions(
+            ids=[data.ids[i] for i in idx],
+            values=torch.cat(values).numpy() if values else np.zeros((0, width)),
+            embeddings=torch.cat(embeddings).numpy() if embeddings else np.zeros((0, self.cfg.model.atom_fea_len)),
+            sites=sites if sites else None,
+        )
+
+    def prepare(self, inputs: Any, ids: Sequence[str] | None = None, on_error: str = "raise", cache_dir: str | Path | None = None, progress: bool = False) -> PreparedData:
+        """Build graphs for ``inputs`` with the training settings."""
+        dataset = inputs if isinstance(inputs, CrystalDataset) else sources_from_inputs(inputs, ids)
+        data = prepare(dataset, self.cfg.graph, self.cfg.features, cache_dir, workers=1 if len(dataset) < 256 else 0, progress=progress)
+        if data.problems and on_error == "raise":
+            raise DatasetError(data.problems)
+        return data
+
+    def predict(
+        self,
+        inputs: Any,
+        ids: Sequence[str] | None = None,
+        on_error: str = "raise",
+        cache_dir: str | Path | None = None,
+        batch_size: int = 256,
+    ) -> pd.DataFrame:
+        """Predict structures (pymatgen/ASE objects, file paths, folders, or a CrystalDataset).
+
+        Returns a DataFrame in input order: ``id`` and one column per target (regression) or
+        ``predicted_class`` and ``prob_<c>`` (classification). With ``on_error="skip"`` unusable
+        items are left out and listed in ``DataFrame.attrs["skipped"]``.
+        """
+        data = self.prepare(inputs, ids, on_error, cache_dir)
+        return self.to_frame(self.predict_store(data, batch_size=batch_size), data)
+
+    def to_frame(self, pred: Predictions, data: PreparedData | None = None) -> pd.DataFrame:
+        frame = pd.DataFrame({"id": pred.ids})
+        if self.module.is_classification:
+            frame["predicted_class"] = pred.values.argmax(1) if len(pred.values) else []
+            for c in range(pred.values.shape[1]):
+                frame[f"prob_{c}"] = pred.values[:, c]
+        else:
+            for t, name in enumerate(self.target_names):
+                frame[name] = pred.values[:, t]
+        if data is not None:
+            frame.attrs["skipped"] = [(p.id, p.reason) for p in data.problems]
+        return frame
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predictor:
+    """Load a trained run (``config.json`` + ``model.safetensors``; no pickle is ever executed)."""
+    run_dir = Path(run_dir)
+    config_path, weights_path = run_dir / "config.json", run_dir / "model.safetensors"
+    for path in (config_path, weights_path):
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: is {run_dir} a finished crystalgnn run directory?")
+    cfg = RunConfig.load(config_path)
+    module = CrystalModule(cfg)
+    state, _ = load_weights(weights_path)
+    module.load_state_dict(state)
+    return Predictor(module, cfg, device)
+
+
+def _files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and (p.suffix.lower() in STRUCTURE_SUFFIXES or p.name.startswith(("POSCAR", "CONTCAR"))))
+        if not files:
+            raise FileNotFoundError(f"no structure files (*.cif, *.vasp, POSCAR*, ...) in folder {path}")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"structure file {path} does not exist")
+    return [path]
+
+
+def sources_from_inputs(inputs: Any, ids: Sequence[str] | None = None) -> CrystalDataset:
+    """A target-less dataset from structures, ASE atoms, file paths or folders (order kept)."""
+    from pymatgen.core import Structure
+
+    from crystalgnn.io.parse import format_from_path
+
+    items: Iterable[Any] = [inputs] if isinstance(inputs, (str, Path, Structure)) else inputs
+    names: list[str] = []
+    sources: list[StructureSource] = []
+    for k, item in enumerate(items):
+        if isinstance(item, (str, Path)):
+            for f in _files_of(Path(item)):
+                names.append(f.stem if f.suffix.lower() == ".cif" else f.name)
+                sources.append(StructureSource(key=file_key(f), path=str(f), fmt=format_from_path(f)))
+            continue
+        if not isinstance(item, Structure):
+            from pymatgen.io.ase import AseAtomsAdaptor
+
+            item = AseAtomsAdaptor.get_structure(item)
+        names.append(str(k))
+        sources.append(StructureSource(key=structure_key(item), structure=item))
+    if ids is not None:
+        if len(ids) != len(sources):
+            raise ValueError(f"{len(ids)} ids for {len(sources)} structures")
+        names = [str(i) for i in ids]
+    return CrystalDataset(names, sources, np.zeros((len(sources), 0)), [])
+
+
+def write_split_outputs(predictor: Predictor, data: PreparedData, split: Split, run_dir: Path) -> dict[str, Any]:
+    """Prediction CSV per split, metrics per split and target, and the parity/ROC plot."""
+    from crystalgnn.analysis.plots import parity_plot, roc_plot
+
+    metrics: dict[str, Any] = {}
+    truths: dict[str, np.ndarray] = {}
+    preds: dict[str, np.ndarray] = {}
+    for name, idx in split.items():
+        if len(idx) == 0:
+            continue
+        pred = predictor.predict_store(data, idx)
+        frame = predictor.to_frame(pred)
+        y = data.targets[idx]
+        if predictor.module.is_classification:
+            frame.insert(1, f"true_{predictor.target_names[0]}", y[:, 0].astype(int))
+            metrics[name] = {predictor.target_names[0]: classification_metrics(y[:, 0], pred.values)}
+        else:
+            for t, target in enumerate(predictor.target_names):
+                frame.insert(1 + 2 * t, f"true_{target}", y[:, t])
+                frame = frame.rename(columns={target: f"pred_{target}"})
+            metrics[name] = {target: regression_metrics(y[:, t], pred.values[:, t]) for t, target in enumerate(predictor.target_names)}
+        frame.to_csv(run_dir / f"predictions_{name}.csv", index=False)
+        truths[name], preds[name] = y, pred.values
+    test = "test" if "test" in truths else "val"
+    if predictor.module.is_classification:
+        roc_plot(truths[test][:, 0], preds[test], run_dir / "roc.png", metrics[test][predictor.target_names[0]]["roc_auc"])
+    else:
+        for t, target in enumerate(predictor.target_names):
+            suffix = "" if len(predictor.target_names) == 1 else f"_{target}"
+            parity_plot(
+                {k: v[:, t] for k, v in truths.items()}, {k: v[:, t] for k, v in preds.items()},
+                run_dir / f"parity{suffix}.png", target, metrics[test][target],
+            )
+    return metrics
+
+
+__all__ = ["Predictor", "Predictions", "load_model", "sources_from_inputs", "GraphStore"]

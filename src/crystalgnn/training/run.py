@@ -1,0 +1,225 @@
+"""``train()``: dataset → cached graphs → split → Lightning fit → run directory.
+
+A run directory holds::
+
+    config.json              the full typed RunConfig (data, graph, features, model, train)
+    model.safetensors(.json) best-on-validation weights (+ JSON metadata: ids, targets, metrics)
+    checkpoints/             Lightning's best checkpoint, also safetensors + JSON
+    metrics.json             per split and per target metrics
+    predictions_<split>.csv  id, true and predicted values, in input order
+    parity.png / roc.png     test-set picture (regression / classification)
+    learning_curve.png       loss and validation metric per epoch
+    logs/                    Lightning's CSV log
+    skipped.csv              items left out with on_error="skip", and why
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from crystalgnn.config import RunConfig
+from crystalgnn.data.prepared import PreparedData, make_loader, prepare
+from crystalgnn.data.records import CrystalDataset
+from crystalgnn.data.splits import Split, file_split, fraction_split, kfold_split
+from crystalgnn.errors import DatasetError, write_problems
+from crystalgnn.graphs.cache import default_cache_dir
+from crystalgnn.training.checkpoint import SafetensorsCheckpointIO, load_weights, save_weights
+from crystalgnn.training.module import CrystalModule, count_parameters
+
+log = logging.getLogger("crystalgnn")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced: the run directory, metrics per split, and the problems."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    n_skipped: int
+
+    def summary(self) -> str:
+        test = self.metrics.get("test", {})
+        parts = [f"run: {self.run_dir}"]
+        for target, m in test.items():
+            if "mae" in m:
+                parts.append(f"test {target}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R² {m['r2']:.4f}  MAE/MAD {m['mae_over_mad']:.3f}  (n={m['n']})")
+            else:
+                parts.append(f"test {target}: accuracy {m['accuracy']:.4f}  ROC-AUC {m['roc_auc']:.4f}  (n={m['n']})")
+        return "\n".join(parts)
+
+
+def resolve_dataset(data: Any, cfg: RunConfig) -> CrystalDataset:
+    """A :class:`CrystalDataset` from a path, a ``chains:...`` spec, or in-memory structures."""
+    if isinstance(data, CrystalDataset):
+        return data
+    if isinstance(data, str) and data.startswith("chains"):
+        from crystalgnn.datasets import generate_chains, parse_chains_spec
+        from crystalgnn.io import load_dataset
+
+        spec = parse_chains_spec(data)
+        chains = generate_chains(**spec)
+        ds = load_dataset([s for _, s, _ in chains], ids=[i for i, _, _ in chains], target_values={"a": [a for _, _, a in chains]})
+        ds.meta.update(source=data, format="chains")
+        return ds
+    from crystalgnn.io import load_dataset
+
+    targets = list(cfg.data.targets) or None
+    return load_dataset(data, targets, transform=cfg.data.transform)
+
+
+def make_split(prepared: PreparedData, cfg: RunConfig) -> Split:
+    t = cfg.train
+    if t.split_file:
+        return file_split(prepared.ids, t.split_file)
+    if t.kfold:
+        labels = prepared.targets[:, 0].astype(int) if cfg.model.task == "classification" else None
+        return kfold_split(len(prepared), t.kfold, t.fold, t.kfold_seed, labels=labels)
+    return fraction_split(len(prepared), t.split_fractions, t.seed)
+
+
+def finalize_config(cfg: RunConfig, dataset: CrystalDataset, prepared: PreparedData) -> RunConfig:
+    """Fill in what the data decides: source, target names, number of targets / classes."""
+    model = cfg.model
+    if model.task == "classification":
+        labels = prepared.targets[:, 0]
+        if not np.all(labels == np.round(labels)) or labels.min() < 0:
+            raise ValueError("classification targets must be class labels 0, 1, 2, ...")
+        model = dataclasses.replace(model, n_targets=1, n_classes=max(int(labels.max()) + 1, model.n_classes))
+        if model.dropout == 0.0:
+            model = dataclasses.replace(model, dropout=0.5)  # CGCNN's classification default
+    else:
+        model = dataclasses.replace(model, n_targets=prepared.targets.shape[1])
+    data = dataclasses.replace(
+        cfg.data, source=str(dataset.meta.get("source", cfg.data.source)), targets=tuple(prepared.target_names)
+    )
+    return dataclasses.replace(cfg, model=model, data=data)
+
+
+def quiet_lightning() -> None:
+    """Lightning logs hardware banners and tips at INFO on every run; keep the console for results."""
+    if os.environ.get("CRYSTALGNN_VERBOSE"):
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(n if n > 0 else max(os.cpu_count() or 1, 1))
+
+
+def train(
+    data: Any,
+    run_dir: str | Path,
+    config: RunConfig | None = None,
+    cache_dir: str | Path | None = "default",
+    workers: int = 0,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a model and write a run directory (see module docstring).
+
+    ``data``: a path (CGCNN/ALIGNN folder, CSV, JSON, extxyz), a ``chains:short`` spec, or a
+    :class:`CrystalDataset` from :func:`crystalgnn.load_dataset`. ``cache_dir``: where graphs are
+    cached (``"default"``: ``$CRYSTALGNN_CACHE`` or ``~/.cache/crystalgnn``; ``None``: no cache).
+    """
+    cfg = config or RunConfig()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    set_threads(cfg.train.threads)
+    quiet_lightning()
+    cache = default_cache_dir() if cache_dir == "default" else cache_dir
+
+    dataset = resolve_dataset(data, cfg)
+    prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
+    if prepared.problems:
+        if cfg.data.on_error == "raise":
+            raise DatasetError(prepared.problems)
+        write_problems(prepared.problems, run_dir / "skipped.csv")
+        log.warning("skipped %d item(s); see %s", len(prepared.problems), run_dir / "skipped.csv")
+    if len(prepared) < 3:
+        raise ValueError(f"only {len(prepared)} usable item(s); need at least 3 to train, validate and test")
+    if prepared.targets.shape[1] == 0:
+        raise ValueError("no target column selected; pass targets=... (CLI: --target NAME)")
+    cfg = finalize_config(cfg, dataset, prepared)
+    cfg.save(run_dir / "config.json")
+    split = make_split(prepared, cfg)
+    if len(split["train"]) == 0 or len(split["val"]) == 0:
+        raise ValueError(f"the split leaves {len(split['train'])} training and {len(split['val'])} validation items")
+
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    train_targets = prepared.targets[split["train"]]
+    if cfg.model.task == "regression" and cfg.train.normalize_targets:
+        mean, std = train_targets.mean(0), train_targets.std(0)
+        std = np.where(std > 0, std, 1.0)
+    else:
+        mean, std = np.zeros(prepared.targets.shape[1]), np.ones(prepared.targets.shape[1])
+    module = CrystalModule(cfg, mean, std)
+
+    t = cfg.train
+    train_loader = make_loader(
+        prepared, split["train"], t.batch_size, shuffle=True, num_workers=t.num_workers,
+        drop_last=len(split["train"]) > t.batch_size,  # a lone last crystal would break batch norm
+    )
+    val_loader = make_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
+    monitor, mode = ("val_accuracy", "max") if cfg.model.task == "classification" else ("val_mae", "min")
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_weights_only=True)
+    checkpoint.FILE_EXTENSION = ".safetensors"
+    callbacks: list[L.Callback] = [checkpoint]
+    if progress:
+        callbacks.append(TQDMProgressBar(leave=False))
+    if t.early_stopping_patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*The number of training batches.*")
+        trainer = L.Trainer(
+            max_epochs=t.epochs,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            callbacks=callbacks,
+            logger=CSVLogger(run_dir, name="logs", version=""),
+            plugins=[SafetensorsCheckpointIO()],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            deterministic=False,
+            log_every_n_steps=1,
+        )
+        trainer.fit(module, train_loader, val_loader)
+    if not trainer.is_global_zero:
+        return TrainResult(run_dir, {}, len(prepared.problems))
+
+    state, meta = load_weights(checkpoint.best_model_path)
+    module.load_state_dict(state)
+    from crystalgnn.predict import Predictor, write_split_outputs
+
+    predictor = Predictor(module.cpu(), cfg)
+    metrics = write_split_outputs(predictor, prepared, split, run_dir)
+    metrics["best_epoch"] = int(meta.get("epoch", -1))
+    metrics["n_parameters"] = count_parameters(module.model)
+    metrics["n_skipped"] = len(prepared.problems)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    save_weights(
+        module.state_dict(),
+        run_dir / "model.safetensors",
+        {"best_epoch": metrics["best_epoch"], "monitor": monitor, "target_names": prepared.target_names},
+    )
+    from crystalgnn.analysis.plots import learning_curve_plot
+
+    metrics_csv = run_dir / "logs" / "metrics.csv"
+    if metrics_csv.exists():
+        learning_curve_plot(metrics_csv, run_dir / "learning_curve.png")
+    return TrainResult(run_dir, metrics, len(prepared.problems))
