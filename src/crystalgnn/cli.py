@@ -192,7 +192,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from crystalgnn.training.metrics import classification_metrics, regression_metrics
 
     predictor = load_model(args.run_dir, args.device)
-    targets = args.targets or predictor.target_names
+    targets = [int(t) if t.isdigit() else t for t in args.targets] if args.targets else predictor.target_names
     dataset = load_dataset(args.data, list(targets), transform=predictor.cfg.data.transform)
     data = predictor.prepare(dataset, on_error=args.on_error)
     pred = predictor.predict_store(data)

@@ -76,7 +76,8 @@ def resolve_dataset(data: Any, cfg: RunConfig) -> CrystalDataset:
         return ds
     from crystalgnn.io import load_dataset
 
-    targets = list(cfg.data.targets) or None
+    # CLI targets arrive as text: a bare number is a 0-based column index.
+    targets = [int(t) if str(t).isdigit() else t for t in cfg.data.targets] or None
     return load_dataset(data, targets, transform=cfg.data.transform)
 
 
@@ -211,6 +212,7 @@ def train(
     metrics["best_epoch"] = int(meta.get("epoch", -1))
     metrics["n_parameters"] = count_parameters(module.model)
     metrics["n_skipped"] = len(prepared.problems)
+    metrics["world_size"] = int(trainer.world_size)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_weights(
         module.state_dict(),

@@ -1,0 +1,196 @@
+"""Training end to end on small real data: round trips, determinism, tasks, bad input, CLI, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from crystalgnn import cli
+from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from crystalgnn.errors import DatasetError
+from crystalgnn.io import load_dataset
+from crystalgnn.predict import load_model
+from crystalgnn.training.run import train
+
+from conftest import require_data
+
+TINY_MODEL = ModelConfig(atom_fea_len=16, n_conv=2, h_fea_len=16)
+
+
+def tiny(epochs: int = 2, **model) -> RunConfig:
+    return RunConfig(
+        data=DataConfig(transform="log10"),
+        model=ModelConfig(**{**TINY_MODEL.__dict__, **model}),
+        train=TrainConfig(epochs=epochs, batch_size=16, lr=3e-3, threads=1),
+    )
+
+
+def test_train_save_load_predict_gives_identical_numbers(elasticity_slice, tmp_path):
+    data = load_dataset(elasticity_slice, targets=[0, 1], transform="log10")
+    result = train(data, tmp_path / "run", tiny(), progress=False)
+    run = tmp_path / "run"
+    for name in ("config.json", "model.safetensors", "model.safetensors.json", "metrics.json", "predictions_train.csv",
+                 "predictions_val.csv", "predictions_test.csv", "parity_target0.png", "parity_target1.png", "learning_curve.png"):
+        assert (run / name).exists(), name
+    assert set(result.metrics["test"]) == {"target0", "target1"}
+
+    saved = pd.read_csv(run / "predictions_test.csv")
+    model = load_model(run)
+    # Input order is kept, even when it is not the order of the training files.
+    cifs = [elasticity_slice / f"{i}.cif" for i in saved["id"].astype(str)][::-1]
+    fresh = model.predict(cifs)
+    assert fresh["id"].tolist() == [p.stem for p in cifs]
+    np.testing.assert_array_equal(fresh["target0"].to_numpy()[::-1], saved["pred_target0"].to_numpy().astype(np.float32))
+    np.testing.assert_array_equal(fresh["target1"].to_numpy()[::-1], saved["pred_target1"].to_numpy().astype(np.float32))
+    # In-memory structures give the same numbers as files.
+    structures = [Structure.from_file(p) for p in cifs[:5]]
+    np.testing.assert_allclose(model.predict(structures)["target0"], fresh["target0"][:5], rtol=1e-6)
+    # Saved settings are restored: a config round trip is exact.
+    assert RunConfig.load(run / "config.json") == model.cfg
+    assert model.cfg.data.transform == "log10"
+
+
+def test_same_seed_same_numbers(elasticity_slice, tmp_path):
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    a = train(data, tmp_path / "a", tiny(), progress=False)
+    b = train(data, tmp_path / "b", tiny(), progress=False)
+    assert a.metrics["test"] == b.metrics["test"]
+    pa, pb = (pd.read_csv(tmp_path / r / "predictions_test.csv") for r in "ab")
+    pd.testing.assert_frame_equal(pa, pb)
+
+
+def test_multiclass_classification(elasticity_slice, tmp_path):
+    data = load_dataset(elasticity_slice, targets=[0], transform="log10")
+    data.targets = np.digitize(data.targets, np.quantile(data.targets, [1 / 3, 2 / 3])).astype(float)
+    cfg = tiny(task="classification")
+    result = train(data, tmp_path / "cls", cfg, progress=False)
+    test = result.metrics["test"]["target0"]
+    assert set(test) >= {"accuracy", "roc_auc"}
+    assert (tmp_path / "cls" / "roc.png").exists()
+    model = load_model(tmp_path / "cls")
+    assert model.cfg.model.n_classes == 3 and model.cfg.model.dropout == 0.5
+    frame = model.predict([elasticity_slice / "0.cif", elasticity_slice / "1.cif"])
+    probs = frame[["prob_0", "prob_1", "prob_2"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert frame["predicted_class"].tolist() == probs.argmax(1).tolist()
+
+
+def test_binary_classification_on_cgcnn_sample(tmp_path):
+    folder = require_data("cgcnn_sample", "sample-classification")
+    cfg = RunConfig(model=ModelConfig(**{**TINY_MODEL.__dict__, "task": "classification"}), train=TrainConfig(epochs=1, batch_size=4, threads=1))
+    result = train(folder, tmp_path / "bin", cfg, progress=False)
+    assert "accuracy" in result.metrics["test"]["target"]
+
+
+def _write_bad_folder(root: Path, good_source: Path) -> Path:
+    """A CGCNN folder with one good crystal per kind of problem the brief lists."""
+    root.mkdir()
+    rows = []
+    for k in range(6):  # usable items
+        (root / f"good{k}.cif").symlink_to(good_source / f"{k}.cif")
+        rows.append(f"good{k},{100 + k}")
+    (root / "broken.cif").write_text("data_broken\n_cell_length_a 3.0\nthis is not a CIF loop\n")
+    rows.append("broken,1.0")
+    rows.append("missing,2.0")  # no missing.cif
+    (root / "nan_target.cif").symlink_to(good_source / "7.cif")
+    rows.append("nan_target,nan")
+    (root / "text_target.cif").symlink_to(good_source / "8.cif")
+    rows.append("text_target,abc")
+    partial = Structure(Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}], [[0, 0, 0]])
+    partial.to(filename=str(root / "partial.cif"))
+    rows.append("partial,3.0")
+    Structure(Lattice.cubic(25.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]).to(filename=str(root / "isolated.cif"))
+    rows.append("isolated,4.0")
+    Structure(Lattice.cubic(3.0), ["Md"], [[0, 0, 0]]).to(filename=str(root / "unknown_element.cif"))
+    rows.append("unknown_element,5.0")
+    rows.append("good0,7.0")  # duplicate id
+    (root / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+BAD_IDS = {"broken", "missing", "nan_target", "text_target", "partial", "isolated", "unknown_element", "good0"}
+
+
+def test_bad_inputs_raise_with_every_item_named(elasticity_slice, tmp_path):
+    folder = _write_bad_folder(tmp_path / "bad", elasticity_slice)
+    with pytest.raises(DatasetError) as info:
+        train(folder, tmp_path / "run", tiny(), progress=False)
+    named = {p.id for p in info.value.problems}
+    assert named == BAD_IDS
+    reasons = {p.id: p.reason.lower() for p in info.value.problems}
+    assert "partial occupancy" in reasons["partial"]
+    assert "no neighbour" in reasons["isolated"]
+    assert "md" in reasons["unknown_element"] and "not covered" in reasons["unknown_element"]
+    assert "duplicate" in reasons["good0"]
+    assert "on_error" in str(info.value) and not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_bad_inputs_skipped_and_reported(elasticity_slice, tmp_path):
+    folder = _write_bad_folder(tmp_path / "bad", elasticity_slice)
+    cfg = tiny(epochs=1)
+    cfg = cfg.__class__(data=DataConfig(on_error="skip"), model=cfg.model, train=cfg.train)
+    result = train(folder, tmp_path / "run", cfg, progress=False)
+    skipped = pd.read_csv(tmp_path / "run" / "skipped.csv")
+    assert set(skipped["id"]) == BAD_IDS and result.n_skipped == len(BAD_IDS)
+    used = sum(len(pd.read_csv(tmp_path / "run" / f"predictions_{s}.csv")) for s in ("train", "val", "test"))
+    assert used == 6  # every good item is used; nothing is lost silently
+
+
+def test_cli_end_to_end_on_mp_elasticity(elasticity_slice, tmp_path, capsys):
+    run = tmp_path / "cli-run"
+    code = cli.main(["train", str(elasticity_slice), "--target", "0", "--transform", "log10", "--run-dir", str(run),
+                     "--epochs", "2", "--batch-size", "16", "--atom-fea-len", "16", "--n-conv", "1", "--h-fea-len", "16",
+                     "--pooling", "site", "--threads", "1", "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "test target0: MAE" in out and "R²" in out
+
+    preds, sites, emb = tmp_path / "p.csv", tmp_path / "sites.csv", tmp_path / "emb.csv"
+    inputs = [str(elasticity_slice / "3.cif"), str(elasticity_slice / "1.cif"), str(elasticity_slice / "2.cif")]
+    assert cli.main(["predict", str(run), *inputs, "-o", str(preds), "--site-contributions", str(sites), "--embeddings", str(emb)]) == 0
+    frame = pd.read_csv(preds)
+    assert frame["id"].astype(str).tolist() == ["3", "1", "2"]
+    site_frame = pd.read_csv(sites)
+    per_crystal = site_frame.groupby(site_frame["id"].astype(str))["target0"].mean()
+    np.testing.assert_allclose(per_crystal.loc[["3", "1", "2"]].to_numpy(), frame["target0"].to_numpy(), rtol=1e-5)
+    assert set(site_frame["element"]) == {str(e) for p in inputs for e in Structure.from_file(p).composition.elements}
+    assert len(site_frame) == sum(len(Structure.from_file(p)) for p in inputs)
+    assert pd.read_csv(emb).shape == (3, 1 + 16)
+
+    assert cli.main(["evaluate", str(run), str(elasticity_slice), "--target", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["metrics"]["target0"]["n"] == 80
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
+    assert cli.main(["predict", str(tmp_path / "nope"), "x.cif"]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
+
+
+def test_cli_help_explains():
+    out = subprocess.run([sys.executable, "-m", "crystalgnn.cli", "train", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--pooling" in out and "per-site contributions" in out and "--on-error" in out
+
+
+def test_ddp_two_processes_on_cpu(elasticity_slice, tmp_path):
+    """Lightning DDP with the gloo backend: two processes train on halves of each epoch."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "crystalgnn.cli", "train", str(elasticity_slice), "--target", "1", "--transform", "log10",
+           "--run-dir", str(run), "--epochs", "2", "--batch-size", "8", "--atom-fea-len", "16", "--n-conv", "1",
+           "--h-fea-len", "16", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--threads", "1", "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    assert np.isfinite(metrics["test"]["target1"]["mae"])
+    assert load_model(run).predict([elasticity_slice / "5.cif"]).shape == (1, 2)
