@@ -71,6 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
     o.add_argument("--weight-decay", type=float, help="(0)")
     o.add_argument("--scheduler", choices=["onecycle", "cosine", "multistep", "none"], help="learning-rate schedule (onecycle)")
     o.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
+    o.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0: no limit); the best epoch so far is kept")
     o.add_argument("--seed", type=int, help="seed of the split and the training (123)")
     o.add_argument("--split", help="train,val,test fractions, e.g. 0.6,0.2,0.2 (default)")
     o.add_argument("--split-file", help="CSV of id,split (train/val/test) instead of fractions")
@@ -121,7 +122,7 @@ def _config_from_args(args: argparse.Namespace):
         model=replace(cfg.model, task=args.task, conv=args.conv, pooling=args.pooling, atom_fea_len=args.atom_fea_len,
                       n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h, dropout=args.dropout),
         train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience,
+                      weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience, max_minutes=args.max_minutes,
                       seed=args.seed, split_fractions=split, split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                       num_workers=args.num_workers, threads=args.threads),

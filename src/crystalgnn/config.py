@@ -111,6 +111,7 @@ class TrainConfig:
     milestones: tuple[int, ...] = (100,)
     gamma: float = 0.1
     early_stopping_patience: int = 0
+    max_minutes: float = 0.0
     normalize_targets: bool = True
     seed: int = 123
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)

@@ -188,6 +188,7 @@ def train(
         warnings.filterwarnings("ignore", ".*The number of training batches.*")
         trainer = L.Trainer(
             max_epochs=t.epochs,
+            max_time={"minutes": t.max_minutes} if t.max_minutes > 0 else None,
             accelerator=t.accelerator,
             devices=t.devices,
             strategy=t.strategy,
@@ -207,7 +208,7 @@ def train(
     module.load_state_dict(state)
     from crystalgnn.predict import Predictor, write_split_outputs
 
-    predictor = Predictor(module.cpu(), cfg)
+    predictor = Predictor(module, cfg, device=trainer.strategy.root_device)
     metrics = write_split_outputs(predictor, prepared, split, run_dir)
     metrics["best_epoch"] = int(meta.get("epoch", -1))
     metrics["n_parameters"] = count_parameters(module.model)
