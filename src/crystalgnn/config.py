@@ -18,7 +18,8 @@ from typing import Any, Literal, TypeVar
 T = TypeVar("T")
 
 #: Bump when the graph-building code changes what it produces, so old caches are not reused.
-GRAPH_CODE_VERSION = 1
+#: 2: CIFs parsed by gemmi (coordinates as written, not snapped to fractions by pymatgen).
+GRAPH_CODE_VERSION = 2
 
 
 @dataclass(frozen=True)

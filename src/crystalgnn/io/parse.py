@@ -98,7 +98,44 @@ def _read_text(path: str) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def _parse_cif_fast(text: str) -> Structure | None:
+    """Ordered CIFs through gemmi's C++ reader (~9× faster than pymatgen's), or None to fall back.
+
+    Anything unusual — several data blocks, partial occupancy, an unknown element symbol, no atoms
+    — returns None, so pymatgen parses it and its messages explain the problem. gemmi applies the
+    symmetry operations and merges coincident images; unlike pymatgen it keeps coordinates as
+    written (pymatgen snaps values within 1e-4 of 1/3, 2/3, ... to the exact fraction), so bond
+    lengths can differ by < 1e-3 Å.
+    """
+    try:
+        import gemmi
+    except ImportError:  # optional speed-up
+        return None
+    try:
+        doc = gemmi.cif.read_string(text)
+        if len(doc) != 1:
+            return None
+        small = gemmi.make_small_structure_from_block(doc.sole_block())
+        sites = small.get_all_unit_cell_sites()
+    except Exception:  # noqa: BLE001 - malformed input: let pymatgen produce the message
+        return None
+    cell = small.cell
+    parameters = np.array([cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma])
+    if not sites or not np.isfinite(parameters).all() or not cell.volume > 0 or any(site.occ != 1.0 or site.element.atomic_number == 0 for site in sites):
+        return None
+    from pymatgen.core import Lattice
+
+    lattice = Lattice.from_parameters(cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma)
+    coords = np.array([[site.fract.x, site.fract.y, site.fract.z] for site in sites])
+    if not np.isfinite(coords).all():
+        return None
+    return Structure(lattice, [site.element.atomic_number for site in sites], coords)
+
+
 def _parse_cif(text: str) -> Structure:
+    fast = _parse_cif_fast(text)
+    if fast is not None:
+        return fast
     from pymatgen.io.cif import CifParser
 
     structures: list[Structure] = []
