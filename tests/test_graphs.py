@@ -158,3 +158,18 @@ def test_store_collate_offsets():
     second = batch.edge_index[:, store.num_edges[2] :]
     assert second.min() >= n2 and second.max() < n2 + n0
     np.testing.assert_array_equal(batch.edge_dist.numpy(), np.concatenate([store.graph(2).edge_distances, store.graph(0).edge_distances]))
+
+
+def test_cache_split_into_shards_returns_graphs_in_request_order(tmp_path):
+    names = sorted(SMALL_CELLS)
+    structures = [SMALL_CELLS[n] for n in names]
+    store, _, _ = build_graphs(names, _sources(structures), GraphConfig(), None, workers=1, progress=False)
+    cache = GraphCache(GraphConfig(), tmp_path, shard_size=2)
+    cache.add(store)
+    assert len(list(tmp_path.rglob("*.npz"))) == 2
+    keys = [structure_key(s) for s in structures]
+    wanted = [keys[3], keys[0], keys[2]]  # across both shards, out of order
+    found, hit = cache.lookup(wanted)
+    assert hit.all()
+    for got, want in zip(range(3), [3, 0, 2]):
+        np.testing.assert_array_equal(found.graph(got).edge_distances, store.graph(want).edge_distances)

@@ -66,6 +66,8 @@ class GraphCache:
 
     cfg: GraphConfig
     root: Path | None = None
+    #: Graphs per shard file: a lookup of a few crystals then loads a small shard, not the whole cache.
+    shard_size: int = 4096
 
     @property
     def folder(self) -> Path | None:
@@ -110,11 +112,14 @@ class GraphCache:
         if folder is None or len(store) == 0:
             return
         folder.mkdir(parents=True, exist_ok=True)
-        name = f"shard-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
-        store.save(folder / f"{name}.npz")
-        tmp = folder / f".{name}.keys.tmp.npy"
-        np.save(tmp, store.keys)
-        os.replace(tmp, folder / f"{name}.keys.npy")  # keys last: a shard is visible only when complete
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
+        for part, start in enumerate(range(0, len(store), self.shard_size)):
+            shard = store.take(np.arange(start, min(start + self.shard_size, len(store))))
+            name = f"shard-{stamp}-{part:04d}"
+            shard.save(folder / f"{name}.npz")
+            tmp = folder / f".{name}.keys.tmp.npy"
+            np.save(tmp, shard.keys)
+            os.replace(tmp, folder / f"{name}.keys.npy")  # keys last: a shard is visible only when complete
 
 
 def build_graphs(

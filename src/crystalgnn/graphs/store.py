@@ -103,8 +103,10 @@ class GraphStore:
         )
 
     def take(self, indices: Sequence[int] | np.ndarray) -> "GraphStore":
-        """A new store holding graphs ``indices`` in that order."""
+        """A store holding graphs ``indices`` in that order (``self`` when that is all, in order)."""
         idx = np.asarray(indices, dtype=np.int64)
+        if len(idx) == len(self) and np.array_equal(idx, np.arange(len(self))):
+            return self  # no copy: a full cache load would otherwise copy ~0.3 GB for nothing
         n_atoms, n_edges = self.num_atoms[idx], self.num_edges[idx]
         node_sel = _ranges(self.node_ptr[idx], n_atoms)
         edge_sel = _ranges(self.edge_ptr[idx], n_edges)
