@@ -7,7 +7,7 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from crystalgnn.config import GraphConfig, ModelConfig, RunConfig
+from crystalgnn.config import FeatureConfig, GraphConfig, ModelConfig, RunConfig
 from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.graphs.cache import build_graphs
 from crystalgnn.models import build_model
@@ -21,9 +21,9 @@ def _batch(structures, cfg: GraphConfig = GraphConfig()):
     return store.collate(np.arange(len(structures)))
 
 
-def _model(pooling="mean", conv="gated"):
+def _model(pooling="mean", conv="gated", atom_features="cgcnn"):
     torch.manual_seed(0)
-    model = build_model(RunConfig(model=ModelConfig(pooling=pooling, conv=conv)))
+    model = build_model(RunConfig(features=FeatureConfig(atom_features=atom_features), model=ModelConfig(pooling=pooling, conv=conv)))
     # Non-trivial batch-norm statistics so that eval mode is not an identity map.
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm1d):
@@ -40,9 +40,9 @@ BASE = Structure(
 )
 
 
-@pytest.mark.parametrize("conv", ["gated", "linear"])
-def test_permutation_invariance(conv):
-    model = _model(conv=conv)
+@pytest.mark.parametrize("conv,atom_features", [("gated", "cgcnn"), ("linear", "cgcnn"), ("gated", "embedding")])
+def test_permutation_invariance(conv, atom_features):
+    model = _model(conv=conv, atom_features=atom_features)
     order = [3, 0, 4, 1, 2]
     permuted = Structure(BASE.lattice, [BASE[i].species for i in order], [BASE[i].frac_coords for i in order])
     with torch.no_grad():

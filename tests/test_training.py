@@ -41,6 +41,7 @@ def test_train_save_load_predict_gives_identical_numbers(elasticity_slice, tmp_p
                  "predictions_val.csv", "predictions_test.csv", "parity_target0.png", "parity_target1.png", "learning_curve.png"):
         assert (run / name).exists(), name
     assert set(result.metrics["test"]) == {"target0", "target1"}
+    assert not list(run.rglob("*.ckpt")) and list((run / "checkpoints").glob("*.safetensors"))  # no pickle anywhere
 
     saved = pd.read_csv(run / "predictions_test.csv")
     model = load_model(run)
