@@ -19,7 +19,6 @@ from crystalgnn.data.prepared import PreparedData, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset, StructureSource, file_key, structure_key
 from crystalgnn.data.splits import Split
 from crystalgnn.errors import DatasetError
-from crystalgnn.graphs.store import GraphStore
 from crystalgnn.training.checkpoint import load_weights
 from crystalgnn.training.metrics import classification_metrics, regression_metrics
 from crystalgnn.training.module import CrystalModule
@@ -203,4 +202,4 @@ def write_split_outputs(predictor: Predictor, data: PreparedData, split: Split, 
     return metrics
 
 
-__all__ = ["Predictor", "Predictions", "load_model", "sources_from_inputs", "GraphStore"]
+__all__ = ["Predictor", "Predictions", "load_model", "sources_from_inputs"]
