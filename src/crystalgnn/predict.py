@@ -121,8 +121,9 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predi
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: is {run_dir} a finished crystalgnn run directory?")
     cfg = RunConfig.load(config_path)
-    module = CrystalModule(cfg)
     state, _ = load_weights(weights_path)
+    # The atom feature table is part of the weights: no need to recompute it from element data.
+    module = CrystalModule(cfg, atom_table=state.get("model.atom_table"))
     module.load_state_dict(state)
     return Predictor(module, cfg, device)
 

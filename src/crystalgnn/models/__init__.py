@@ -17,14 +17,20 @@ def output_width(cfg: RunConfig) -> int:
     return cfg.model.n_classes if cfg.model.task == "classification" else cfg.model.n_targets
 
 
-def build_model(cfg: RunConfig) -> nn.Module:
-    """The model described by ``cfg`` (fresh weights)."""
+def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Module:
+    """The model described by ``cfg`` (fresh weights).
+
+    ``atom_table``: the atom feature table when it is already at hand (a saved model carries it
+    in its weights), which skips recomputing it from element data.
+    """
     from crystalgnn.features.atom import atom_feature_table
 
     m, f = cfg.model, cfg.features
     if m.name != "cgcnn":
         raise ValueError(f"unknown model {m.name!r}; available: cgcnn")
-    table = torch.tensor(atom_feature_table("cgcnn")) if f.atom_features == "cgcnn" else None
+    table = None
+    if f.atom_features == "cgcnn":
+        table = atom_table if atom_table is not None else torch.tensor(atom_feature_table("cgcnn"))
     return CGCNN(
         atom_table=table,
         out_features=output_width(cfg),

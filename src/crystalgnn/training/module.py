@@ -24,10 +24,16 @@ class CrystalModule(L.LightningModule):
     averaged over targets) or ``val_accuracy`` (classification).
     """
 
-    def __init__(self, cfg: RunConfig, target_mean: np.ndarray | None = None, target_std: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        target_mean: np.ndarray | None = None,
+        target_std: np.ndarray | None = None,
+        atom_table: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.model = build_model(cfg)
+        self.model = build_model(cfg, atom_table)
         n = cfg.model.n_targets
         mean = torch.zeros(n) if target_mean is None else torch.as_tensor(target_mean, dtype=torch.float32)
         std = torch.ones(n) if target_std is None else torch.as_tensor(target_std, dtype=torch.float32)
