@@ -16,14 +16,12 @@ import torch
 
 from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, make_loader, prepare
-from crystalgnn.data.records import CrystalDataset, StructureSource, file_key, structure_key
+from crystalgnn.data.records import CrystalDataset, StructureSource, structure_key
 from crystalgnn.data.splits import Split
-from crystalgnn.errors import DatasetError
+from crystalgnn.errors import DatasetError, Problem
 from crystalgnn.training.checkpoint import load_weights
 from crystalgnn.training.metrics import classification_metrics, regression_metrics
 from crystalgnn.training.module import CrystalModule
-
-STRUCTURE_SUFFIXES = (".cif", ".vasp", ".poscar", ".json", ".xyz", ".extxyz")
 
 
 @dataclass
@@ -128,31 +126,28 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predi
     return Predictor(module, cfg, device)
 
 
-def _files_of(path: Path) -> list[Path]:
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and (p.suffix.lower() in STRUCTURE_SUFFIXES or p.name.startswith(("POSCAR", "CONTCAR"))))
-        if not files:
-            raise FileNotFoundError(f"no structure files (*.cif, *.vasp, POSCAR*, ...) in folder {path}")
-        return files
-    if not path.exists():
-        raise FileNotFoundError(f"structure file {path} does not exist")
-    return [path]
-
-
 def sources_from_inputs(inputs: Any, ids: Sequence[str] | None = None) -> CrystalDataset:
-    """A target-less dataset from structures, ASE atoms, file paths or folders (order kept)."""
+    """A target-less dataset from structures, ASE atoms, file paths or folders (order kept).
+
+    Paths go through :func:`crystalgnn.io.load_dataset` (a folder's files in name order, or its
+    ``id_prop.csv`` ids), so empty files and duplicate ids are reported as for training data.
+    """
     from pymatgen.core import Structure
 
-    from crystalgnn.io.parse import format_from_path
+    from crystalgnn.io import load_dataset
 
     items: Iterable[Any] = [inputs] if isinstance(inputs, (str, Path, Structure)) else inputs
     names: list[str] = []
     sources: list[StructureSource] = []
+    problems: list[Problem] = []
     for k, item in enumerate(items):
         if isinstance(item, (str, Path)):
-            for f in _files_of(Path(item)):
-                names.append(f.stem if f.suffix.lower() == ".cif" else f.name)
-                sources.append(StructureSource(key=file_key(f), path=str(f), fmt=format_from_path(f)))
+            if not Path(item).exists():
+                raise FileNotFoundError(f"structure file or folder {item} does not exist")
+            part = load_dataset(item, targets=[])
+            names += part.ids
+            sources += part.sources
+            problems += part.problems
             continue
         if not isinstance(item, Structure):
             from pymatgen.io.ase import AseAtomsAdaptor
@@ -164,7 +159,7 @@ def sources_from_inputs(inputs: Any, ids: Sequence[str] | None = None) -> Crysta
         if len(ids) != len(sources):
             raise ValueError(f"{len(ids)} ids for {len(sources)} structures")
         names = [str(i) for i in ids]
-    return CrystalDataset(names, sources, np.zeros((len(sources), 0)), [])
+    return CrystalDataset(names, sources, np.zeros((len(sources), 0)), [], problems=problems)
 
 
 def write_split_outputs(predictor: Predictor, data: PreparedData, split: Split, run_dir: Path) -> dict[str, Any]:
