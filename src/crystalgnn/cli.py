@@ -63,6 +63,16 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--h-fea-len", type=int, help="head hidden width (128)")
     m.add_argument("--n-h", type=int, help="head hidden layers (1)")
     m.add_argument("--dropout", type=float, help="dropout before the output (0; 0.5 for classification)")
+    h = tr.add_argument_group("descriptor hybridization and extensive targets (Gong et al.)")
+    h.add_argument("--descriptors", nargs="?", const="default", metavar="NAMES",
+                   help="concatenate standardized structural descriptors to the pooled vector before the head (Eq. 14, de-CGCNN). "
+                        "Alone: every descriptor of 'crystalgnn featurize' except the space group number; or a comma-separated list of names")
+    h.add_argument("--hybrid", choices=["end-to-end", "frozen"],
+                   help="end-to-end (Eq. 14, default) or frozen (Eq. S5: train the plain model first, then only a new head on representation + descriptors)")
+    h.add_argument("--per-atom", action="store_true", default=None,
+                   help="learn target / number of atoms in the cell, report per-cell predictions (Table 2: normalization of extensive targets)")
+    h.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of a finished run (matching tensors are copied)")
+    h.add_argument("--freeze-encoder", action="store_true", default=None, help="train only the readout head (with --init-from)")
     o = tr.add_argument_group("training")
     o.add_argument("--epochs", type=int, help="training epochs (100)")
     o.add_argument("--batch-size", type=int, help="crystals per batch (256)")
@@ -94,6 +104,58 @@ def _build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--on-error", choices=["raise", "skip"], default="raise", help="unusable inputs: stop (default) or skip and report them")
     pr.add_argument("--device", default="cpu", help="cpu or cuda")
 
+    bl = sub.add_parser("baseline", help="random forest on structural descriptors and/or composition (same split as train)",
+                        description="Fit a random forest on hand-made features: the Gong et al. structural descriptors "
+                                    "('descriptors + RF'), Magpie composition statistics, or both. The same reader, checks and "
+                                    "split as 'crystalgnn train' with the same --seed/--split, so its test metrics compare directly "
+                                    "with a network run. Writes metrics.json, predictions_<split>.csv, parity.png, feature_importance.csv.")
+    bl.add_argument("data", help="dataset path (same layouts as train)")
+    bl.add_argument("--run-dir", required=True, help="output folder")
+    _add_data_args(bl)
+    bl.add_argument("--features", choices=["descriptors", "composition", "both"], default="descriptors", help="forest inputs (descriptors)")
+    bl.add_argument("--descriptors", metavar="NAMES", help="comma-separated descriptor names (default: all but the space group number)")
+    bl.add_argument("--trees", type=int, default=300, help="number of trees (300)")
+    bl.add_argument("--task", choices=["regression", "classification"], default=None)
+    bl.add_argument("--per-atom", action="store_true", default=None, help="fit target / atoms, report per cell")
+    bl.add_argument("--seed", type=int, help="split and forest seed (123)")
+    bl.add_argument("--split", help="train,val,test fractions (0.6,0.2,0.2)")
+    bl.add_argument("--split-file", help="CSV of id,split instead of fractions")
+    bl.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    pb = sub.add_parser("probe", help="learnability probe: test R² of the model on each structural descriptor (Gong et al. Fig. 2)",
+                        description="Train the model to predict each structural descriptor (80/10/10), classify the crystal system, "
+                                    "and compare with a composition-only random forest. Writes probe.csv, probe.json and probe_r2.png "
+                                    "(local vs global descriptors). By default the paper's low-symmetry-biased subset is used: each "
+                                    "structure is removed with probability sg/(sg+15).")
+    pb.add_argument("data", help="structures (any dataset layout; targets are ignored)")
+    pb.add_argument("--out", required=True, help="output folder")
+    pb.add_argument("--model", default="cgcnn", help="model to probe (cgcnn)")
+    pb.add_argument("--descriptors", metavar="NAMES", help="comma-separated descriptors to probe (default: all but the crystal system)")
+    pb.add_argument("--max-structures", type=int, default=0, help="random subset of this size after the low-symmetry filter (0: all)")
+    pb.add_argument("--all-symmetries", action="store_true", help="skip the low-symmetry-biased subset")
+    pb.add_argument("--separate", action="store_true", help="one model per descriptor (the paper's way; N× the cost) instead of one multi-output model")
+    pb.add_argument("--no-crystal-system", action="store_true", help="skip the crystal-system classification")
+    pb.add_argument("--no-composition", action="store_true", help="skip the composition-only baseline")
+    pb.add_argument("--epochs", type=int, default=None, help="training epochs (100)")
+    pb.add_argument("--batch-size", type=int, default=None, help="crystals per batch (256)")
+    pb.add_argument("--seed", type=int, default=123, help="seed of the subset, split and training (123)")
+    pb.add_argument("--threads", type=int, default=None, help="torch CPU threads (0: all cores)")
+    pb.add_argument("--cache-dir", default="default", help="graph and descriptor cache folder")
+    pb.add_argument("--workers", type=int, default=0, help="processes for graphs and descriptors (0: one per core)")
+    pb.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    im = sub.add_parser("importance", help="feature importance and representation R² of a trained run (Gong et al. Fig. 4c, S6a)",
+                        description="Fit a random forest on [pooled representation + descriptors] of a trained run (its data and split) "
+                                    "and report the importance of each input and the share held by the descriptors; and the test R² of "
+                                    "linear regressions from the representation to each descriptor, also for a plain run given with --plain.")
+    im.add_argument("run_dir", help="trained run (plain or with --descriptors)")
+    im.add_argument("--plain", metavar="RUN_DIR", help="a plain run of the same data and seed, for the representation-R² comparison")
+    im.add_argument("--data", help="dataset (default: the one the run was trained on)")
+    im.add_argument("--out", help="output folder (default: RUN_DIR/analysis)")
+    im.add_argument("--trees", type=int, default=300, help="random-forest trees (300)")
+    im.add_argument("--cache-dir", default="default", help="graph and descriptor cache folder")
+    im.add_argument("--quiet", action="store_true", help="no progress bars")
+
     ev = sub.add_parser("evaluate", help="metrics of a trained run on labelled data",
                         description="Predict a labelled dataset and print metrics; writes a parity plot (regression) beside the output CSV.")
     ev.add_argument("run_dir")
@@ -114,18 +176,25 @@ def _config_from_args(args: argparse.Namespace):
         raise SystemExit("--split takes three fractions: train,val,test (e.g. 0.6,0.2,0.2)")
     targets = tuple(args.targets) if args.targets else None
     gaussian = {"gaussian_step": args.gaussian_step, "gaussian_width": args.gaussian_step} if args.gaussian_step else {}
+    descriptors = None
+    if args.descriptors is not None:
+        from crystalgnn.training.hybrid import resolve_descriptor_names
+
+        descriptors = resolve_descriptor_names(args.descriptors)
     return dataclasses.replace(
         cfg,
-        data=replace(cfg.data, targets=targets, transform=args.transform, on_error=args.on_error),
+        data=replace(cfg.data, targets=targets, transform=args.transform, on_error=args.on_error, per_atom=args.per_atom),
         graph=replace(cfg.graph, strategy=args.graph_strategy, cutoff=args.cutoff, max_neighbors=args.max_neighbors),
         features=replace(cfg.features, atom_features=args.atom_features, **gaussian),
         model=replace(cfg.model, task=args.task, conv=args.conv, pooling=args.pooling, atom_fea_len=args.atom_fea_len,
-                      n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h, dropout=args.dropout),
+                      n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h, dropout=args.dropout,
+                      descriptors=descriptors, hybrid=args.hybrid),
         train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience, max_minutes=args.max_minutes,
                       seed=args.seed, split_fractions=split, split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-                      num_workers=args.num_workers, threads=args.threads),
+                      num_workers=args.num_workers, threads=args.threads, init_from=args.init_from,
+                      freeze_encoder=args.freeze_encoder),
     )
 
 
@@ -140,6 +209,55 @@ def _cmd_train(args: argparse.Namespace) -> int:
     result = train(data, args.run_dir, cfg, cache_dir=cache, workers=args.workers, progress=not args.quiet)
     if result.metrics:
         print(result.summary())
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from crystalgnn.baselines import ForestConfig, train_forest
+    from crystalgnn.config import RunConfig, replace
+    from crystalgnn.training.hybrid import resolve_descriptor_names
+
+    cfg = RunConfig()
+    split = tuple(float(x) for x in args.split.split(",")) if args.split else None
+    cfg = dataclasses.replace(
+        cfg,
+        data=replace(cfg.data, targets=tuple(args.targets) if args.targets else None, transform=args.transform,
+                     on_error=args.on_error, per_atom=args.per_atom),
+        model=replace(cfg.model, task=args.task),
+        train=replace(cfg.train, seed=args.seed, split_fractions=split, split_file=args.split_file),
+    )
+    features = ("descriptors", "composition") if args.features == "both" else (args.features,)
+    forest = ForestConfig(features=features, descriptors=resolve_descriptor_names(args.descriptors) if args.descriptors else (), n_estimators=args.trees)
+    cache = None if args.no_cache else args.cache_dir
+    result = train_forest(args.data, args.run_dir, cfg, forest, cache_dir=cache, workers=args.workers, progress=not args.quiet)
+    print(result.summary())
+    return 0
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from crystalgnn.analysis.probe import ProbeSettings, run_probe
+    from crystalgnn.config import RunConfig, replace
+    from crystalgnn.training.hybrid import resolve_descriptor_names
+
+    cfg = RunConfig()
+    cfg = dataclasses.replace(cfg, model=replace(cfg.model, name=args.model),
+                              train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads))
+    settings = ProbeSettings(
+        descriptors=resolve_descriptor_names(args.descriptors) if args.descriptors else (),
+        low_symmetry=not args.all_symmetries, max_structures=args.max_structures, seed=args.seed, joint=not args.separate,
+        crystal_system=not args.no_crystal_system, composition_baseline=not args.no_composition,
+    )
+    table = run_probe(args.data, args.out, settings, cfg, cache_dir=args.cache_dir, workers=args.workers, progress=not args.quiet)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print((Path(args.out) / "probe.json").read_text())
+    return 0
+
+
+def _cmd_importance(args: argparse.Namespace) -> int:
+    from crystalgnn.analysis.importance import analyse_run
+
+    summary = analyse_run(args.run_dir, args.out, args.plain, args.data, args.trees, args.cache_dir, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -212,6 +330,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "baseline": _cmd_baseline,
+            "probe": _cmd_probe, "importance": _cmd_importance}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -221,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from crystalgnn.errors import CrystalGNNError
 
     try:
-        return {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate}[args.command](args)
+        return COMMANDS[args.command](args)
     except (CrystalGNNError, FileNotFoundError, ValueError) as err:
         print(f"crystalgnn {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -81,6 +81,12 @@ class ModelConfig:
     n_targets: int = 1
     n_classes: int = 2
     dropout: float = 0.0
+    #: Gong et al. descriptors concatenated to the pooled vector before the head (Eq. 14,
+    #: "de-CGCNN"); empty: the plain model. Names from ``crystalgnn.descriptors.DESCRIPTOR_NAMES``.
+    descriptors: tuple[str, ...] = ()
+    #: How descriptors join: "end-to-end" (Eq. 14, they shape the learned representation) or
+    #: "frozen" (Eq. S5: the plain model is trained first, then only a new head sees them).
+    hybrid: Literal["end-to-end", "frozen"] = "end-to-end"
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,9 @@ class DataConfig:
     targets: tuple[str, ...] = ()
     transform: Literal["none", "log10"] = "none"
     on_error: Literal["raise", "skip"] = "raise"
+    #: Learn ``target / number of atoms in the cell`` and report predictions multiplied back, the
+    #: per-atom normalization of extensive targets of Gong et al. (Table 2, Fig. S2a, top branch).
+    per_atom: bool = False
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,11 @@ class TrainConfig:
     strategy: str = "auto"
     num_workers: int = 0
     threads: int = 0
+    #: A finished run directory whose weights start this run (every tensor of matching name
+    #: and shape is copied; the head is new when its width changed).
+    init_from: str = ""
+    #: Train only the readout head; the atom embedding and convolutions stay as initialized.
+    freeze_encoder: bool = False
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ exactly as in training; outputs keep the input order.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -15,13 +16,15 @@ import pandas as pd
 import torch
 
 from crystalgnn.config import RunConfig
-from crystalgnn.data.prepared import PreparedData, make_loader, prepare
+from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset, StructureSource, structure_key
 from crystalgnn.data.splits import Split
 from crystalgnn.errors import DatasetError, Problem
 from crystalgnn.training.checkpoint import load_weights
 from crystalgnn.training.metrics import classification_metrics, regression_metrics
 from crystalgnn.training.module import CrystalModule
+
+log = logging.getLogger("crystalgnn")
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Predictor:
             if self.module.is_classification:
                 values.append(torch.softmax(out.prediction, -1).cpu())
             else:
-                values.append(self.module.denormalize(out.prediction).cpu())
+                values.append(self.module.values(out.prediction, batch).cpu())
             embeddings.append(out.embedding.cpu())
             if out.site_contributions is not None:
                 per_site = self.module.denormalize(out.site_contributions).cpu().numpy()
@@ -75,9 +78,14 @@ class Predictor:
     def prepare(self, inputs: Any, ids: Sequence[str] | None = None, on_error: str = "raise", cache_dir: str | Path | None = None, progress: bool = False) -> PreparedData:
         """Build graphs for ``inputs`` with the training settings."""
         dataset = inputs if isinstance(inputs, CrystalDataset) else sources_from_inputs(inputs, ids)
-        data = prepare(dataset, self.cfg.graph, self.cfg.features, cache_dir, workers=1 if len(dataset) < 256 else 0, progress=progress)
+        workers = 1 if len(dataset) < 256 else 0
+        data = prepare(dataset, self.cfg.graph, self.cfg.features, cache_dir, workers=workers, progress=progress)
         if data.problems and on_error == "raise":
             raise DatasetError(data.problems)
+        if self.cfg.model.descriptors:
+            missing = attach_descriptors(data, dataset, self.cfg.model.descriptors, cache_dir, workers, progress)
+            for problem in missing:
+                log.warning("%s (read as the training mean)", problem)
         return data
 
     def predict(
@@ -164,35 +172,50 @@ def sources_from_inputs(inputs: Any, ids: Sequence[str] | None = None) -> Crysta
 
 def write_split_outputs(predictor: Predictor, data: PreparedData, split: Split, run_dir: Path) -> dict[str, Any]:
     """Prediction CSV per split, metrics per split and target, and the parity/ROC plot."""
+    predictions = {name: predictor.predict_store(data, idx).values for name, idx in split.items() if len(idx)}
+    return write_outputs(data, split, predictions, predictor.target_names, predictor.module.is_classification, run_dir)
+
+
+def write_outputs(
+    data: PreparedData,
+    split: Split,
+    predictions: dict[str, np.ndarray],
+    target_names: Sequence[str],
+    classification: bool,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Shared by every kind of model (networks and forests): ``predictions[split]`` is (n, T) in
+    target units, or (n, C) class probabilities. Writes ``predictions_<split>.csv`` and the
+    parity/ROC plot of the test split (validation when there is none); returns the metrics."""
     from crystalgnn.analysis.plots import parity_plot, roc_plot
 
     metrics: dict[str, Any] = {}
     truths: dict[str, np.ndarray] = {}
-    preds: dict[str, np.ndarray] = {}
-    for name, idx in split.items():
-        if len(idx) == 0:
-            continue
-        pred = predictor.predict_store(data, idx)
-        frame = predictor.to_frame(pred)
+    for name, values in predictions.items():
+        idx = split[name]
+        frame = pd.DataFrame({"id": [data.ids[i] for i in idx]})
         y = data.targets[idx]
-        if predictor.module.is_classification:
-            frame.insert(1, f"true_{predictor.target_names[0]}", y[:, 0].astype(int))
-            metrics[name] = {predictor.target_names[0]: classification_metrics(y[:, 0], pred.values)}
+        if classification:
+            frame[f"true_{target_names[0]}"] = y[:, 0].astype(int)
+            frame["predicted_class"] = values.argmax(1)
+            for c in range(values.shape[1]):
+                frame[f"prob_{c}"] = values[:, c]
+            metrics[name] = {target_names[0]: classification_metrics(y[:, 0], values)}
         else:
-            for t, target in enumerate(predictor.target_names):
-                frame.insert(1 + 2 * t, f"true_{target}", y[:, t])
-                frame = frame.rename(columns={target: f"pred_{target}"})
-            metrics[name] = {target: regression_metrics(y[:, t], pred.values[:, t]) for t, target in enumerate(predictor.target_names)}
+            for t, target in enumerate(target_names):
+                frame[f"true_{target}"] = y[:, t]
+                frame[f"pred_{target}"] = values[:, t]
+            metrics[name] = {target: regression_metrics(y[:, t], values[:, t]) for t, target in enumerate(target_names)}
         frame.to_csv(run_dir / f"predictions_{name}.csv", index=False)
-        truths[name], preds[name] = y, pred.values
+        truths[name] = y
     test = "test" if "test" in truths else "val"
-    if predictor.module.is_classification:
-        roc_plot(truths[test][:, 0], preds[test], run_dir / "roc.png", metrics[test][predictor.target_names[0]]["roc_auc"])
+    if classification:
+        roc_plot(truths[test][:, 0], predictions[test], run_dir / "roc.png", metrics[test][target_names[0]]["roc_auc"])
     else:
-        for t, target in enumerate(predictor.target_names):
-            suffix = "" if len(predictor.target_names) == 1 else f"_{target}"
+        for t, target in enumerate(target_names):
+            suffix = "" if len(target_names) == 1 else f"_{target}"
             parity_plot(
-                {k: v[:, t] for k, v in truths.items()}, {k: v[:, t] for k, v in preds.items()},
+                {k: v[:, t] for k, v in truths.items()}, {k: v[:, t] for k, v in predictions.items()},
                 run_dir / f"parity{suffix}.png", target, metrics[test][target],
             )
     return metrics

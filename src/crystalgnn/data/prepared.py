@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from pymatgen.core import Element
 from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Data
@@ -30,6 +31,10 @@ class PreparedData:
     targets: np.ndarray  # (n, T)
     target_names: list[str]
     problems: list[Problem] = field(default_factory=list)
+    #: Row of each kept item in the source :class:`CrystalDataset`.
+    rows: np.ndarray | None = None
+    #: (n, D) crystal-level inputs of a descriptor-hybridized model (raw values, NaN allowed).
+    extra: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -75,7 +80,31 @@ def prepare(
         targets=dataset.targets[kept_rows],
         target_names=list(dataset.target_names),
         problems=list(dataset.problems) + problems,
+        rows=kept_rows,
     )
+
+
+def attach_descriptors(
+    data: PreparedData,
+    dataset: CrystalDataset,
+    names: Sequence[str],
+    cache_dir: str | Path | None = None,
+    workers: int = 0,
+    progress: bool = True,
+) -> list[Problem]:
+    """Compute (or load cached) descriptors ``names`` of the kept items into ``data.extra``.
+
+    Returns the descriptors that could not be computed (their cells stay NaN and the model
+    reads them as the training mean), one problem per item and descriptor.
+    """
+    from crystalgnn.descriptors import compute_descriptors
+
+    rows = data.rows if data.rows is not None else np.arange(len(data))
+    table = compute_descriptors(
+        [dataset.ids[r] for r in rows], [dataset.sources[r] for r in rows], cache_dir=cache_dir, workers=workers, progress=progress
+    ).select(tuple(names))
+    data.extra = table.values.astype(np.float32)
+    return list(table.problems)
 
 
 class _IndexDataset(Dataset):
@@ -94,13 +123,17 @@ class _IndexDataset(Dataset):
 class Collator:
     """Picklable collate function (works with ``num_workers > 0``; graphs are never rebuilt)."""
 
-    def __init__(self, store: GraphStore, targets: np.ndarray | None) -> None:
+    def __init__(self, store: GraphStore, targets: np.ndarray | None, extra: np.ndarray | None = None) -> None:
         self.store = store
         self.targets = targets
+        self.extra = extra
 
     def __call__(self, indices: list[int]) -> Data:
         idx = np.asarray(indices, dtype=np.int64)
-        return self.store.collate(idx, None if self.targets is None else self.targets[idx])
+        batch = self.store.collate(idx, None if self.targets is None else self.targets[idx])
+        if self.extra is not None:
+            batch.extra = torch.from_numpy(self.extra[idx])
+        return batch
 
 
 def make_loader(
@@ -117,6 +150,6 @@ def make_loader(
         shuffle=shuffle,
         drop_last=drop_last,
         num_workers=num_workers,
-        collate_fn=Collator(data.store, data.targets),
+        collate_fn=Collator(data.store, data.targets, data.extra),
         persistent_workers=num_workers > 0,
     )

@@ -42,4 +42,5 @@ def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Mo
         pooling=m.pooling,
         dropout=m.dropout,
         gaussian=(f.gaussian_start, f.gaussian_stop, f.gaussian_step, f.gaussian_width),
+        extra_features=len(m.descriptors),
     )

@@ -9,9 +9,14 @@ Pooling choices (``pooling=``):
   :math:`\hat y = \frac{1}{N}\sum_i \tilde v_i`; :math:`\tilde v_i` are the site contributions.
 
 Head (CGCNN reference): softplus → Linear(F→H) → softplus → (n_h − 1)× [Linear(H→H) → softplus]
-→ dropout → Linear(H→out). ``extra`` (B, D) crystal-level features — e.g. standardized descriptors
-of Gong et al. Eq. 14 — are concatenated to the pooled vector before the head when
-``extra_features > 0``.
+→ dropout → Linear(H→out).
+
+Descriptor hybridization (Gong et al. Eq. 14, "de-CGCNN"):
+:math:`\hat y = \mathrm{FCN}\big(\tfrac{1}{N}\sum_i v_i \oplus \tilde d\big)` where
+:math:`\tilde d = (d - \mu_d) / \sigma_d` are the crystal's descriptors standardized with the
+training-set mean and standard deviation (buffers ``extra_mean`` / ``extra_std``, saved with the
+weights); a descriptor that could not be computed (NaN) becomes 0, the training mean. The softplus
+that opens the head acts on the pooled vector only, so standardized descriptors enter unchanged.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
@@ -64,7 +70,10 @@ class Readout(nn.Module):
             raise ValueError("site pooling maps each atom to a scalar; crystal-level extra features do not fit it")
         self.pooling = pooling
         self.extra_features = extra_features
-        layers: list[nn.Module] = [nn.Softplus(), nn.Linear(in_features + extra_features, hidden_features), nn.Softplus()]
+        self.register_buffer("extra_mean", torch.zeros(extra_features))
+        self.register_buffer("extra_std", torch.ones(extra_features))
+        self.activation = nn.Softplus()
+        layers: list[nn.Module] = [nn.Linear(in_features + extra_features, hidden_features), nn.Softplus()]
         for _ in range(n_hidden - 1):
             layers += [nn.Linear(hidden_features, hidden_features), nn.Softplus()]
         if dropout > 0:
@@ -76,12 +85,26 @@ class Readout(nn.Module):
         """x (N, F), batch (N,) graph index of each atom, extra (B, D) or None."""
         embedding = scatter(x, batch, dim=0, dim_size=num_graphs, reduce="sum" if self.pooling == "sum" else "mean")
         if self.pooling == "site":
-            sites = self.head(x)
+            sites = self.head(self.activation(x))
             prediction = scatter(sites, batch, dim=0, dim_size=num_graphs, reduce="mean")
             return ReadoutOutput(prediction, embedding, sites)
-        features = embedding
+        features = self.activation(embedding)
         if self.extra_features:
             if extra is None or extra.shape[-1] != self.extra_features:
-                raise ValueError(f"this readout expects {self.extra_features} extra features per crystal")
-            features = torch.cat([embedding, extra], dim=-1)
+                raise ValueError(f"this readout expects {self.extra_features} descriptors per crystal, got {None if extra is None else extra.shape[-1]}")
+            features = torch.cat([features, self.standardize(extra)], dim=-1)
         return ReadoutOutput(self.head(features), embedding)
+
+    def standardize(self, extra: Tensor) -> Tensor:
+        """Raw descriptors (B, D) → standardized, NaN → 0 (the training mean)."""
+        scaled = (extra.to(self.extra_mean.dtype) - self.extra_mean) / self.extra_std
+        return torch.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def set_extra_statistics(self, mean: np.ndarray, std: np.ndarray) -> None:
+        """Training-set mean and standard deviation of the descriptors (NaN-aware; a constant
+        descriptor gets std 1)."""
+        mean_t = torch.as_tensor(np.nan_to_num(np.asarray(mean, np.float64)), dtype=torch.float32)
+        std_np = np.nan_to_num(np.asarray(std, np.float64), nan=1.0)
+        std_t = torch.as_tensor(np.where(std_np > 1e-12, std_np, 1.0), dtype=torch.float32)
+        self.extra_mean.copy_(mean_t.reshape(self.extra_features))
+        self.extra_std.copy_(std_t.reshape(self.extra_features))

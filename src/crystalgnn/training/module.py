@@ -20,6 +20,10 @@ from crystalgnn.models import ReadoutOutput, build_model
 class CrystalModule(L.LightningModule):
     """Regression: MSE on standardized targets (CGCNN). Classification: cross-entropy on logits.
 
+    With ``cfg.data.per_atom`` the model learns ``y / N`` (N atoms in the cell; ``target_mean`` /
+    ``target_std`` are then per-atom statistics) and :meth:`values` multiplies back, so
+    predictions and metrics stay in the units of the data (per cell).
+
     Logged per epoch: ``train_loss``, ``val_loss`` and ``val_mae`` (regression, in target units,
     averaged over targets) or ``val_accuracy`` (classification).
     """
@@ -44,8 +48,22 @@ class CrystalModule(L.LightningModule):
     def is_classification(self) -> bool:
         return self.cfg.model.task == "classification"
 
+    @property
+    def per_atom(self) -> bool:
+        return self.cfg.data.per_atom
+
     def forward(self, batch: Data) -> ReadoutOutput:
-        return self.model(batch)
+        return self.model(batch, getattr(batch, "extra", None))
+
+    @staticmethod
+    def atoms_per_crystal(batch: Data) -> Tensor:
+        """(B, 1) number of atoms of each crystal in the batch."""
+        return (batch.ptr[1:] - batch.ptr[:-1]).to(torch.float32).unsqueeze(-1)
+
+    def values(self, out: Tensor, batch: Data) -> Tensor:
+        """Regression outputs → predictions in the units of the data (per cell with per_atom)."""
+        values = self.denormalize(out)
+        return values * self.atoms_per_crystal(batch) if self.per_atom else values
 
     def denormalize(self, values: Tensor) -> Tensor:
         """Model outputs (normalized) → target units. Also valid per site: the mean of
@@ -56,7 +74,8 @@ class CrystalModule(L.LightningModule):
         out = self(batch).prediction
         if self.is_classification:
             return F.cross_entropy(out, batch.y[:, 0].long()), out
-        target = (batch.y - self.target_mean) / self.target_std
+        y = batch.y / self.atoms_per_crystal(batch) if self.per_atom else batch.y
+        target = (y - self.target_mean) / self.target_std
         return F.mse_loss(out, target), out
 
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:
@@ -72,12 +91,27 @@ class CrystalModule(L.LightningModule):
             accuracy = (out.argmax(-1) == batch.y[:, 0].long()).float().mean()
             self.log("val_accuracy", accuracy, batch_size=size, sync_dist=True, prog_bar=True)
         else:
-            mae = (self.denormalize(out) - batch.y).abs().mean()
+            mae = (self.values(out, batch) - batch.y).abs().mean()
             self.log("val_mae", mae, batch_size=size, sync_dist=True, prog_bar=True)
+
+    def freeze_encoder(self) -> None:
+        """Train the readout only (Eq. S5): everything before pooling keeps its weights and its
+        batch-norm statistics."""
+        for name, param in self.model.named_parameters():
+            if not name.startswith("readout."):
+                param.requires_grad_(False)
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning switches every submodule back to training mode around validation; a frozen
+        # encoder's batch norm must keep its statistics, so put it back in eval mode each epoch.
+        if self.cfg.train.freeze_encoder:
+            for name, child in self.model.named_children():
+                if name != "readout":
+                    child.eval()
 
     def configure_optimizers(self):  # type: ignore[override]
         t = self.cfg.train
-        params = self.parameters()
+        params = [p for p in self.parameters() if p.requires_grad]
         optimizer: torch.optim.Optimizer
         if t.optimizer == "sgd":
             optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)

@@ -31,12 +31,13 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProg
 from lightning.pytorch.loggers import CSVLogger
 
 from crystalgnn.config import RunConfig
-from crystalgnn.data.prepared import PreparedData, make_loader, prepare
+from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, file_split, fraction_split, kfold_split
 from crystalgnn.errors import DatasetError, write_problems
 from crystalgnn.graphs.cache import default_cache_dir
 from crystalgnn.training.checkpoint import SafetensorsCheckpointIO, load_weights, save_weights
+from crystalgnn.training.hybrid import descriptor_statistics, initialize_from
 from crystalgnn.training.module import CrystalModule, count_parameters
 
 log = logging.getLogger("crystalgnn")
@@ -122,6 +123,19 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(n if n > 0 else max(os.cpu_count() or 1, 1))
 
 
+def _train_representation_first(dataset: CrystalDataset, run_dir: Path, cfg: RunConfig, cache: Any, workers: int, progress: bool) -> RunConfig:
+    """Eq. S5, stage 1: train the plain model into ``run_dir/representation``; return the config of
+    stage 2 (a new head on the frozen representation ⊕ descriptors)."""
+    stage_dir = run_dir / "representation"
+    plain = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, descriptors=(), hybrid="end-to-end"))
+    if (stage_dir / "model.safetensors").exists():
+        log.warning("reusing the representation already trained in %s", stage_dir)
+    else:
+        log.warning("frozen hybrid, stage 1 of 2: training the plain model in %s", stage_dir)
+        train(dataset, stage_dir, plain, cache_dir=cache, workers=workers, progress=progress)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=str(stage_dir), freeze_encoder=True))
+
+
 def train(
     data: Any,
     run_dir: str | Path,
@@ -144,6 +158,8 @@ def train(
     cache = default_cache_dir() if cache_dir == "default" else cache_dir
 
     dataset = resolve_dataset(data, cfg)
+    if cfg.model.descriptors and cfg.model.hybrid == "frozen" and not cfg.train.init_from:
+        cfg = _train_representation_first(dataset, run_dir, cfg, cache, workers, progress)
     prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
     if prepared.problems:
         if cfg.data.on_error == "raise":
@@ -154,6 +170,16 @@ def train(
         raise ValueError(f"only {len(prepared)} usable item(s); need at least 3 to train, validate and test")
     if prepared.targets.shape[1] == 0:
         raise ValueError("no target column selected; pass targets=... (CLI: --target NAME)")
+    if cfg.model.descriptors:
+        if cfg.model.pooling == "site":
+            raise ValueError("descriptors join the pooled crystal vector; use --pooling mean or sum with them")
+        descriptor_problems = attach_descriptors(prepared, dataset, cfg.model.descriptors, cache, workers, progress)
+        if descriptor_problems:
+            write_problems(descriptor_problems, run_dir / "descriptor_problems.csv")
+            log.warning("%d descriptor value(s) could not be computed and are read as the training mean; see %s",
+                        len(descriptor_problems), run_dir / "descriptor_problems.csv")
+    if cfg.data.per_atom and cfg.model.task == "classification":
+        raise ValueError("per-atom normalization applies to regression targets only")
     cfg = finalize_config(cfg, dataset, prepared)
     cfg.save(run_dir / "config.json")
     split = make_split(prepared, cfg)
@@ -162,12 +188,21 @@ def train(
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     train_targets = prepared.targets[split["train"]]
+    if cfg.data.per_atom:
+        train_targets = train_targets / prepared.store.num_atoms[split["train"], None]
     if cfg.model.task == "regression" and cfg.train.normalize_targets:
         mean, std = train_targets.mean(0), train_targets.std(0)
         std = np.where(std > 0, std, 1.0)
     else:
         mean, std = np.zeros(prepared.targets.shape[1]), np.ones(prepared.targets.shape[1])
     module = CrystalModule(cfg, mean, std)
+    if prepared.extra is not None:
+        module.model.readout.set_extra_statistics(*descriptor_statistics(prepared.extra[split["train"]]))
+    if cfg.train.init_from:
+        copied = initialize_from(module, cfg.train.init_from, skip_readout=cfg.train.freeze_encoder)
+        log.info("initialized %d tensors from %s", len(copied), cfg.train.init_from)
+    if cfg.train.freeze_encoder:
+        module.freeze_encoder()
 
     t = cfg.train
     train_loader = make_loader(
