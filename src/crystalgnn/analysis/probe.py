@@ -73,6 +73,48 @@ def low_symmetry_mask(space_groups: np.ndarray, seed: int, constant: float = LOW
     return np.isfinite(sg) & (draw >= sg / (sg + constant))
 
 
+def _space_group(source) -> float:
+    import warnings
+
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(SpacegroupAnalyzer(source.load()).get_space_group_number())  # matminer's settings
+    except Exception:  # noqa: BLE001 - an unreadable structure is reported by the descriptor pass
+        return float("nan")
+
+
+def _space_group_chunk(sources: list) -> list[float]:
+    return [_space_group(s) for s in sources]
+
+
+def space_group_numbers(dataset: CrystalDataset, workers: int = 0, progress: bool = True, chunk: int = 64) -> np.ndarray:
+    """Space group number of every structure (spglib through pymatgen, symprec 0.01 as the bank)."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    sources = list(dataset.sources)
+    chunks = [sources[i : i + chunk] for i in range(0, len(sources), chunk)]
+    n_workers = workers or os.cpu_count() or 1
+    out: list[float] = []
+    with tqdm(total=len(sources), desc="space groups", unit="crystal", disable=not progress, leave=False) as bar:
+        if n_workers > 1 and len(chunks) > 1:
+            with ProcessPoolExecutor(n_workers, mp_context=get_context("fork")) as pool:
+                for part in pool.map(_space_group_chunk, chunks):
+                    out += part
+                    bar.update(len(part))
+        else:
+            for part in map(_space_group_chunk, chunks):
+                out += part
+                bar.update(len(part))
+    return np.asarray(out, dtype=np.float64)
+
+
 def load_structures(data: Any, cfg: RunConfig) -> CrystalDataset:
     """Structures only (targets are the descriptors): a path, a chains spec or a dataset."""
     if isinstance(data, CrystalDataset):
@@ -100,23 +142,30 @@ def probe_dataset(
     from crystalgnn.descriptors import DESCRIPTOR_NAMES, compute_descriptors
 
     names = settings.descriptors or tuple(n for n in DESCRIPTOR_NAMES if n != "crys_sys")
-    table = compute_descriptors(dataset.ids, dataset.sources, cache_dir=cache_dir, workers=workers, progress=progress)
-    column = {n: k for k, n in enumerate(table.names)}
-    values = table.values[:, [column[n] for n in names]]
-    systems = table.values[:, column["crys_sys"]]
     keep = np.ones(len(dataset), bool)
+    problems: list[Problem] = []
     if settings.low_symmetry:
-        keep &= low_symmetry_mask(table.values[:, column["space_group_num"]], settings.seed)
+        # Space groups first (spglib only, far cheaper than the whole bank), then the bank for
+        # the kept structures alone.
+        groups = space_group_numbers(dataset, workers, progress)
+        for i in np.flatnonzero(~np.isfinite(groups)):
+            problems.append(Problem(dataset.ids[i], "left out of the probe: the structure could not be read or its space group found", stage="probe"))
+        keep &= low_symmetry_mask(groups, settings.seed)
         log.warning("low-symmetry subset: kept %d of %d structures", int(keep.sum()), len(keep))
     if settings.max_structures and keep.sum() > settings.max_structures:
         chosen = np.random.default_rng(settings.seed + 1).choice(np.flatnonzero(keep), settings.max_structures, replace=False)
         keep = np.zeros(len(dataset), bool)
         keep[chosen] = True
+    dataset = dataset.subset(np.flatnonzero(keep))
+    keep = keep[keep]
+    table = compute_descriptors(dataset.ids, dataset.sources, cache_dir=cache_dir, workers=workers, progress=progress)
+    column = {n: k for k, n in enumerate(table.names)}
+    values = table.values[:, [column[n] for n in names]]
+    systems = table.values[:, column["crys_sys"]]
     complete = np.isfinite(values).all(1) & np.isfinite(systems)
     reasons: dict[str, list[str]] = {}
     for p in table.problems:
         reasons.setdefault(p.id, []).append(p.reason)
-    problems = []
     for i in np.flatnonzero(keep & ~complete):
         missing = [n for n, v in zip(names, values[i]) if not np.isfinite(v)] or ["crys_sys"]
         why = "; ".join(reasons.get(dataset.ids[i], [])) or "not computed"
