@@ -86,33 +86,12 @@ def _space_group(source) -> float:
         return float("nan")
 
 
-def _space_group_chunk(sources: list) -> list[float]:
-    return [_space_group(s) for s in sources]
-
-
-def space_group_numbers(dataset: CrystalDataset, workers: int = 0, progress: bool = True, chunk: int = 64) -> np.ndarray:
+def space_group_numbers(dataset: CrystalDataset, workers: int = 0, progress: bool = True) -> np.ndarray:
     """Space group number of every structure (spglib through pymatgen, symprec 0.01 as the bank)."""
-    import os
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from crystalgnn.parallel import map_items
 
-    from tqdm.auto import tqdm
-
-    sources = list(dataset.sources)
-    chunks = [sources[i : i + chunk] for i in range(0, len(sources), chunk)]
-    n_workers = workers or os.cpu_count() or 1
-    out: list[float] = []
-    with tqdm(total=len(sources), desc="space groups", unit="crystal", disable=not progress, leave=False) as bar:
-        if n_workers > 1 and len(chunks) > 1:
-            with ProcessPoolExecutor(n_workers, mp_context=get_context("fork")) as pool:
-                for part in pool.map(_space_group_chunk, chunks):
-                    out += part
-                    bar.update(len(part))
-        else:
-            for part in map(_space_group_chunk, chunks):
-                out += part
-                bar.update(len(part))
-    return np.asarray(out, dtype=np.float64)
+    groups = map_items(_space_group, list(dataset.sources), workers=workers, chunk_size=64, desc="space groups", progress=progress)
+    return np.asarray(groups, dtype=np.float64)
 
 
 def load_structures(data: Any, cfg: RunConfig) -> CrystalDataset:

@@ -79,12 +79,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +89,7 @@ import numpy as np
 
 from crystalgnn.config import stable_hash
 from crystalgnn.data.records import StructureSource
+from crystalgnn.parallel import map_items
 from crystalgnn.errors import Problem
 
 #: Bump when the code changes what a descriptor's value is, so old caches are not reused.
@@ -492,11 +490,6 @@ def describe_one(source: StructureSource, settings: DescriptorSettings) -> tuple
     return values, np.array([reasons.get(name, "") for name in DESCRIPTOR_NAMES], dtype=str)
 
 
-def _describe_chunk(args: tuple[list[StructureSource], DescriptorSettings]) -> list:
-    sources, settings = args
-    return [describe_one(s, settings) for s in sources]
-
-
 def compute_descriptors(
     ids: Sequence[str],
     sources: Sequence[StructureSource],
@@ -514,8 +507,6 @@ def compute_descriptors(
     every core, 1 computes in this process. A structure that cannot be read gives a NaN row and
     one problem; a descriptor that cannot be computed a NaN cell and one problem.
     """
-    from tqdm.auto import tqdm
-
     from crystalgnn.descriptors.cache import DescriptorCache
     from crystalgnn.graphs.cache import default_cache_dir
 
@@ -533,21 +524,7 @@ def compute_descriptors(
 
     results: list = []
     if len(missing):
-        todo = [sources[i] for i in missing]
-        n_workers = workers or os.cpu_count() or 1
-        bar = tqdm(total=len(todo), desc="computing descriptors", unit="crystal", disable=not progress, leave=False)
-        if n_workers > 1 and len(todo) >= 2 * chunk_size:
-            chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
-            ctx = get_context("fork") if "fork" in get_all_start_methods() else None
-            with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-                for result in pool.map(_describe_chunk, [(c, settings) for c in chunks]):
-                    results.extend(result)
-                    bar.update(len(result))
-        else:
-            for source in todo:
-                results.append(describe_one(source, settings))
-                bar.update(1)
-        bar.close()
+        results = map_items(describe_one, [sources[i] for i in missing], (settings,), workers, chunk_size, "computing descriptors", progress)
 
     unreadable: dict[int, str] = {}
     new_rows: list[int] = []

@@ -12,17 +12,15 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from crystalgnn.config import GraphConfig
 from crystalgnn.data.records import StructureSource
+from crystalgnn.parallel import map_items
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
 from crystalgnn.graphs.store import GraphStore
@@ -53,11 +51,6 @@ def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
         return build_graph(structure, cfg)
     except IsolatedAtomError as err:
         return str(err)
-
-
-def _build_chunk(args: tuple[list[StructureSource], GraphConfig]) -> list[CrystalGraph | str]:
-    sources, cfg = args
-    return [build_one(s, cfg) for s in sources]
 
 
 @dataclass
@@ -143,22 +136,7 @@ def build_graphs(
     missing = np.flatnonzero(~hit)
     built: list[CrystalGraph | str] = []
     if len(missing):
-        todo = [sources[i] for i in missing]
-        n_workers = workers or os.cpu_count() or 1
-        bar = tqdm(total=len(todo), desc="building graphs", unit="crystal", disable=not progress, leave=False)
-        if n_workers > 1 and len(todo) >= 2 * chunk_size:
-            chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
-            # fork: workers inherit the imported modules, so start-up costs milliseconds, not seconds.
-            ctx = get_context("fork") if "fork" in get_all_start_methods() else None
-            with ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
-                for result in pool.map(_build_chunk, [(c, cfg) for c in chunks]):
-                    built.extend(result)
-                    bar.update(len(result))
-        else:
-            for source in todo:
-                built.append(build_one(source, cfg))
-                bar.update(1)
-        bar.close()
+        built = map_items(build_one, [sources[i] for i in missing], (cfg,), workers, chunk_size, "building graphs", progress)
 
     problems: list[Problem] = []
     new_keys, new_graphs, new_rows = [], [], []
