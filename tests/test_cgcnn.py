@@ -70,8 +70,8 @@ def test_supercell_mean_same_sum_eightfold():
     torch.testing.assert_close(m1.prediction, m8.prediction, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(m1.embedding, m8.embedding, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(8 * s1.embedding, s8.embedding, rtol=1e-4, atol=1e-4)
-    # The head is non-linear, so 8× is a statement about the pooled (extensive) vector; the
-    # predictions must differ, unlike with mean pooling.
+    # Eq. 13 sums the head's per-atom outputs: the prediction itself is extensive.
+    torch.testing.assert_close(8 * s1.prediction, s8.prediction, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(s1.prediction, s8.prediction, atol=1e-3)
 
 

@@ -196,3 +196,19 @@ def test_probe_low_symmetry_subset_describes_only_the_kept(elasticity_slice, mon
     kept = [i for i, k in zip(data.ids, expected) if k]
     assert sorted(probed.ids + [p.id for p in problems]) == sorted(kept)
     assert set(systems) <= set(range(7))
+
+
+def test_sum_pooling_with_descriptors_stays_extensive():
+    """Eq. 13 + Eq. 14: each atom's head input is its vector ⊕ the crystal's descriptors, and the
+    outputs are summed, so 8 copies of a crystal with the same descriptors give 8× the output."""
+    from crystalgnn.models.readout import Readout
+
+    torch.manual_seed(0)
+    readout = Readout(8, 2, 16, pooling="sum", extra_features=3)
+    readout.set_extra_statistics(np.array([1.0, 2.0, 3.0]), np.array([0.5, 1.0, 2.0]))
+    x = torch.randn(5, 8)
+    extra = torch.tensor([[1.5, np.nan, 4.0]])
+    one = readout(x, torch.zeros(5, dtype=torch.long), 1, extra).prediction
+    eight = readout(x.repeat(8, 1), torch.zeros(40, dtype=torch.long), 1, extra).prediction
+    torch.testing.assert_close(8 * one, eight, rtol=1e-5, atol=1e-5)
+    assert readout.head[0].in_features == 8 + 3

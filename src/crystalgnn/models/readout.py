@@ -3,7 +3,11 @@ r"""Readout shared by every model: pooling of atom vectors into a crystal vector
 Pooling choices (``pooling=``):
 
 * ``"mean"`` — CGCNN Eq. S16, :math:`v_c = \frac{1}{N}\sum_i v_i^{(R)}` (size-invariant, intensive).
-* ``"sum"`` — Gong et al. Eq. 13, :math:`v_c = \sum_i v_i^{(R)}` (extensive properties, periodicity).
+* ``"sum"`` — Gong et al. Eq. 13, :math:`\hat y = \sum_i \mathrm{FCN}(v_i^{(R)})`: the head maps
+  every atom and the outputs are summed, so the prediction (in normalized units) is exactly
+  extensive — a 2×2×2 supercell gives 8× — as the paper's "size extensibility" requires. Summing
+  the atom vectors *before* a non-linear head would not be extensive and, in large cells, feeds
+  the head inputs N times larger than it was initialized for.
 * ``"site"`` — CGCNN Eqs. S14–S15: the head maps each atom vector to a scalar (per target)
   :math:`\tilde v_i = W^T h(v_i) + b`, and the prediction is their mean
   :math:`\hat y = \frac{1}{N}\sum_i \tilde v_i`; :math:`\tilde v_i` are the site contributions.
@@ -67,7 +71,7 @@ class Readout(nn.Module):
         if pooling not in ("mean", "sum", "site"):
             raise ValueError(f"pooling must be 'mean', 'sum' or 'site', not {pooling!r}")
         if pooling == "site" and extra_features:
-            raise ValueError("site pooling maps each atom to a scalar; crystal-level extra features do not fit it")
+            raise ValueError("site pooling gives per-site contributions of the structure alone; crystal-level descriptors do not fit it")
         self.pooling = pooling
         self.extra_features = extra_features
         self.register_buffer("extra_mean", torch.zeros(extra_features))
@@ -84,15 +88,21 @@ class Readout(nn.Module):
     def forward(self, x: Tensor, batch: Tensor, num_graphs: int, extra: Tensor | None = None) -> ReadoutOutput:
         """x (N, F), batch (N,) graph index of each atom, extra (B, D) or None."""
         embedding = scatter(x, batch, dim=0, dim_size=num_graphs, reduce="sum" if self.pooling == "sum" else "mean")
-        if self.pooling == "site":
-            sites = self.head(self.activation(x))
-            prediction = scatter(sites, batch, dim=0, dim_size=num_graphs, reduce="mean")
-            return ReadoutOutput(prediction, embedding, sites)
-        features = self.activation(embedding)
+        descriptors = None
         if self.extra_features:
             if extra is None or extra.shape[-1] != self.extra_features:
                 raise ValueError(f"this readout expects {self.extra_features} descriptors per crystal, got {None if extra is None else extra.shape[-1]}")
-            features = torch.cat([features, self.standardize(extra)], dim=-1)
+            descriptors = self.standardize(extra)
+        if self.pooling in ("site", "sum"):
+            features = self.activation(x)
+            if descriptors is not None:  # Eq. 14 with Eq. 13: each atom sees its crystal's descriptors
+                features = torch.cat([features, descriptors[batch]], dim=-1)
+            sites = self.head(features)
+            prediction = scatter(sites, batch, dim=0, dim_size=num_graphs, reduce="mean" if self.pooling == "site" else "sum")
+            return ReadoutOutput(prediction, embedding, sites if self.pooling == "site" else None)
+        features = self.activation(embedding)
+        if descriptors is not None:
+            features = torch.cat([features, descriptors], dim=-1)
         return ReadoutOutput(self.head(features), embedding)
 
     def standardize(self, extra: Tensor) -> Tensor:
