@@ -1,4 +1,5 @@
-"""Command line: ``crystalgnn train | predict | evaluate``. ``crystalgnn COMMAND --help`` explains each."""
+"""Command line: ``crystalgnn train | predict | evaluate | featurize | baseline | probe | periodicity |
+importance``. ``crystalgnn COMMAND --help`` explains each."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ crystalgnn: graph neural networks for crystal properties (CGCNN on a cached, fas
   crystalgnn train DATA --target NAME --run-dir runs/x     train, write a run directory
   crystalgnn predict runs/x new_cifs/ -o predictions.csv   predict new structures
   crystalgnn evaluate runs/x labelled_data/                metrics of a run on labelled data
+
+Gong et al. (descriptors, learnability, periodicity):
+  crystalgnn featurize DATA -o descriptors.csv              structural descriptor bank
+  crystalgnn train DATA -t NAME --run-dir d --descriptors   de-CGCNN (Eq. 14); --hybrid frozen: Eq. S5
+  crystalgnn baseline DATA -t NAME --run-dir rf             random forest on descriptors / composition
+  crystalgnn probe DATA --out probe/                        R² of the model on each descriptor (Fig. 2)
+  crystalgnn periodicity --out periodicity/                 1D chain study (Fig. 3e-h, S3)
+  crystalgnn importance runs/de --plain runs/plain          feature importance, representation R² (Fig. 4c, S6a)
 
 DATA is a CGCNN folder (id_prop.csv + <id>.cif), an ALIGNN folder (POSCAR files), a CSV(.gz)
 with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated dataset
@@ -156,6 +165,11 @@ def _build_parser() -> argparse.ArgumentParser:
     im.add_argument("--cache-dir", default="default", help="graph and descriptor cache folder")
     im.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    from crystalgnn import cli_featurize, cli_periodicity
+
+    cli_featurize.add_parser(sub)
+    cli_periodicity.add_parser(sub)
+
     ev = sub.add_parser("evaluate", help="metrics of a trained run on labelled data",
                         description="Predict a labelled dataset and print metrics; writes a parity plot (regression) beside the output CSV.")
     ev.add_argument("run_dir")
@@ -261,6 +275,18 @@ def _cmd_importance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_featurize(args: argparse.Namespace) -> int:
+    from crystalgnn import cli_featurize
+
+    return cli_featurize.run(args)
+
+
+def _cmd_periodicity(args: argparse.Namespace) -> int:
+    from crystalgnn import cli_periodicity
+
+    return cli_periodicity.run(args)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -331,7 +357,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"train": _cmd_train, "predict": _cmd_predict, "evaluate": _cmd_evaluate, "baseline": _cmd_baseline,
-            "probe": _cmd_probe, "importance": _cmd_importance}
+            "probe": _cmd_probe, "importance": _cmd_importance, "featurize": _cmd_featurize, "periodicity": _cmd_periodicity}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
