@@ -16,12 +16,10 @@ are learned by four model variants (:data:`VARIANTS`): the CGCNN defaults, and t
 changes of Fig. 3g/3h that enlarge the receptive field or change the pooling. Every dataset ×
 variant cell is one ordinary training run (80/10/10 split, as in the paper's Methods).
 
-Sum pooling comes in two forms. ``sum`` is crystalgnn's ``pooling="sum"``: the atom vectors are
-added, then the FCN head runs once, FCN(Σ_i a_i) — the usual "sum pooling" of GNN libraries.
-Eq. 13 of the paper reads Output = Σ_i FCN(a_i): the head runs on each atom and the outputs are
-added; that is the extra variant ``site-sum`` (not in the default study). The two differ in
-practice: the input of the head in ``sum`` grows with the number of atoms (37–100 for long
-chains), while in ``site-sum`` each atom only adds its own contribution.
+Sum pooling is the paper's Eq. 13, Output = Σ_i FCN(a_i): crystalgnn's ``pooling="sum"`` runs
+the head on each atom and adds the outputs (exactly size-extensive). The extra variant
+``site-sum`` (not in the default study) reaches the same form through site pooling on per-atom
+targets; it differs only in how the target is standardized (per atom instead of per cell).
 
 What the paper reports (and :func:`paper_findings` checks)
 ----------------------------------------------------------
@@ -138,15 +136,15 @@ VARIANTS: dict[str, Variant] = {
         features={"gaussian_stop": 12.0},
     ),
     "sum": Variant(
-        "sum pooling instead of mean pooling: FCN(sum_i a_i) (size-extensive)",
-        "Fig. 3h and Fig. S3 (crystalgnn's pooling='sum' sums the atom vectors before the FCN head)",
+        "sum pooling instead of mean pooling: sum_i FCN(a_i), Eq. 13 (size-extensive)",
+        "Fig. 3h and Fig. S3 (crystalgnn's pooling='sum' runs the head per atom and sums the outputs)",
         model={"pooling": "sum"},
     ),
-    # Not in the default study: Eq. 13 taken literally. The head runs on every atom and the
-    # per-atom outputs are added up. pooling="site" averages per-site outputs, and per-atom targets
-    # (y / N, per-atom standardization) multiply the average back by N: ŷ = Σ_i (σ FCN(a_i) + μ).
+    # Not in the default study: Eq. 13 through site pooling on per-atom targets. pooling="site"
+    # averages per-site outputs, and per-atom targets (y / N, per-atom standardization) multiply
+    # the average back by N: ŷ = Σ_i (σ FCN(a_i) + μ) — "sum" with per-atom standardization.
     "site-sum": Variant(
-        "Eq. 13 literally: sum_i FCN(a_i), per-atom outputs added up (site pooling on per-atom targets)",
+        "Eq. 13 through site pooling on per-atom targets: sum_i (σ FCN(a_i) + μ)",
         "Eq. 13 (Output = Σ_i FCN(a_i^n*)); an extra variant, not one of the paper's bars",
         data={"per_atom": True},
         model={"pooling": "site"},
