@@ -212,3 +212,18 @@ def test_sum_pooling_with_descriptors_stays_extensive():
     eight = readout(x.repeat(8, 1), torch.zeros(40, dtype=torch.long), 1, extra).prediction
     torch.testing.assert_close(8 * one, eight, rtol=1e-5, atol=1e-5)
     assert readout.head[0].in_features == 8 + 3
+
+
+def test_sum_pooling_run_predicts_supercells_extensively(elasticity_slice, tmp_path):
+    """Trained with sum pooling, the whole prediction (head outputs and the per-atom target
+    shift) is extensive: a 2×2×2 supercell is predicted 8× its cell."""
+    data = load_dataset(elasticity_slice, targets=[0])
+    train(data, tmp_path / "sum", cfg(data=DataConfig(), pooling="sum"), progress=False)
+    model = load_model(tmp_path / "sum")
+    cell = Structure.from_file(elasticity_slice / "5.cif")
+    values = model.predict([cell, cell * (2, 2, 2)])["target0"].to_numpy()
+    assert values[1] == pytest.approx(8 * values[0], rel=1e-4)
+    state, _ = load_weights(tmp_path / "sum" / "model.safetensors")
+    train_ids = pd.read_csv(tmp_path / "sum" / "predictions_train.csv")["id"].astype(str)
+    per_atom = [data.targets[data.ids.index(i), 0] / len(data.sources[data.ids.index(i)].load()) for i in train_ids]
+    assert float(state["target_mean"][0]) == pytest.approx(np.mean(per_atom), rel=1e-5)

@@ -24,6 +24,10 @@ class CrystalModule(L.LightningModule):
     ``target_std`` are then per-atom statistics) and :meth:`values` multiplies back, so
     predictions and metrics stay in the units of the data (per cell).
 
+    With sum pooling (Eq. 13) the shift is per atom too: ``y ≈ σ Σ_i FCN(a_i) + μ N`` with μ the
+    training mean of ``y / N``, so the whole prediction stays extensive (a per-cell shift would ask
+    the summed outputs to produce a constant, whatever the size of the cell).
+
     Logged per epoch: ``train_loss``, ``val_loss`` and ``val_mae`` (regression, in target units,
     averaged over targets) or ``val_accuracy`` (classification).
     """
@@ -60,8 +64,15 @@ class CrystalModule(L.LightningModule):
         """(B, 1) number of atoms of each crystal in the batch."""
         return (batch.ptr[1:] - batch.ptr[:-1]).to(torch.float32).unsqueeze(-1)
 
+    @property
+    def extensive(self) -> bool:
+        """Sum pooling on per-cell targets: the target mean is shifted per atom."""
+        return self.cfg.model.pooling == "sum" and not self.per_atom and not self.is_classification
+
     def values(self, out: Tensor, batch: Data) -> Tensor:
         """Regression outputs → predictions in the units of the data (per cell with per_atom)."""
+        if self.extensive:
+            return out * self.target_std + self.target_mean * self.atoms_per_crystal(batch)
         values = self.denormalize(out)
         return values * self.atoms_per_crystal(batch) if self.per_atom else values
 
@@ -74,8 +85,12 @@ class CrystalModule(L.LightningModule):
         out = self(batch).prediction
         if self.is_classification:
             return F.cross_entropy(out, batch.y[:, 0].long()), out
-        y = batch.y / self.atoms_per_crystal(batch) if self.per_atom else batch.y
-        target = (y - self.target_mean) / self.target_std
+        atoms = self.atoms_per_crystal(batch)
+        if self.extensive:
+            target = (batch.y - self.target_mean * atoms) / self.target_std
+        else:
+            y = batch.y / atoms if self.per_atom else batch.y
+            target = (y - self.target_mean) / self.target_std
         return F.mse_loss(out, target), out
 
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:

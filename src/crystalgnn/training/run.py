@@ -192,6 +192,11 @@ def train(
         train_targets = train_targets / prepared.store.num_atoms[split["train"], None]
     if cfg.model.task == "regression" and cfg.train.normalize_targets:
         mean, std = train_targets.mean(0), train_targets.std(0)
+        if cfg.model.pooling == "sum" and not cfg.data.per_atom:
+            # Extensive normalization (see CrystalModule): per-atom mean, spread of what remains.
+            atoms = prepared.store.num_atoms[split["train"], None]
+            mean = (train_targets / atoms).mean(0)
+            std = (train_targets - mean * atoms).std(0)
         std = np.where(std > 0, std, 1.0)
     else:
         mean, std = np.zeros(prepared.targets.shape[1]), np.ones(prepared.targets.shape[1])
