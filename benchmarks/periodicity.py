@@ -25,8 +25,8 @@ epoch about 0.5–2 s (short) and 4–20 s (long; conv8 and long-mixed the most)
 
 Cells are run directories under ``--out`` (default ``benchmarks/results/periodicity``); a finished
 cell is skipped, so rerunning the same command resumes. The summary (table, findings, timings,
-machine) goes to ``benchmarks/results/periodicity.json`` (``periodicity-<out name>.json`` for another
-``--out``). Graphs are cached in the benchmark graph cache (``--graph-cache``).
+machine) goes to ``benchmarks/results/periodicity.json`` (``<out name>.json``, prefixed by
+``periodicity-`` where it lacks it, for another ``--out``). Graphs are cached in the benchmark graph cache (``--graph-cache``).
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def main() -> int:
         "machine": info,
     }
     default_out = args.out.resolve() == (RESULTS / "periodicity").resolve()
-    path = write_results("periodicity.json" if default_out else f"periodicity-{args.out.name}.json", results)
+    name = args.out.name if args.out.name.startswith("periodicity") else f"periodicity-{args.out.name}"
+    path = write_results("periodicity.json" if default_out else f"{name}.json", results)
     print(f"results: {path}")
     return 0 if graded_ok else 1
 
