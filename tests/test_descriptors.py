@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from crystalgnn.descriptors import (
     structure_descriptors,
     structure_voronoi,
 )
+from crystalgnn.descriptors.reference import matminer_descriptors
 from crystalgnn.io import parse_structure
 
 #: mp_elasticity3k ids: rocksalt SiC, zincblende InBi, hexagonal Hf2S, trigonal Al(CoSi)2,
@@ -56,37 +56,9 @@ def _nacl(a: float = 5.64) -> Structure:
 
 def _matminer_reference(s: Structure) -> np.ndarray:
     """The reference featurizers with their default settings, as the descriptor bank defines them."""
-    from matminer.featurizers.site import (
-        AverageBondAngle,
-        AverageBondLength,
-        CoordinationNumber,
-    )
-    from matminer.featurizers.structure import (
-        DensityFeatures,
-        GlobalSymmetryFeatures,
-        SiteStatsFingerprint,
-        StructuralComplexity,
-        StructuralHeterogeneity,
-    )
-    from pymatgen.analysis.local_env import VoronoiNN
-
-    out: dict[str, float] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out.update(zip(LOCAL_DESCRIPTORS[:9], StructuralHeterogeneity().featurize(s)))
-        stats = ("mean", "std_dev")
-        out["mean_avg_bond_len"], out["std_avg_bond_len"] = SiteStatsFingerprint(AverageBondLength(VoronoiNN()), stats=stats).featurize(s)
-        out["mean_avg_bond_ang"], out["std_avg_bond_ang"] = SiteStatsFingerprint(AverageBondAngle(VoronoiNN()), stats=stats).featurize(s)
-        out["mean_CN_Voronoi"], out["std_CN_Voronoi"] = SiteStatsFingerprint(CoordinationNumber.from_preset("VoronoiNN"), stats=stats).featurize(s)
-        out["density"], out["vpa"], out["packing_frac"] = DensityFeatures().featurize(s)
-        out["struct_comp_atom"], out["struct_comp_cell"] = StructuralComplexity(symprec=0.1).featurize(s)
-        reduced = s.get_reduced_structure("niggli")
-        out["natoms"] = len(reduced)
-        out["a"], out["b"], out["c"] = sorted(reduced.lattice.abc, reverse=True)
-        out["alpha"], out["beta"], out["gamma"] = sorted(reduced.lattice.angles, reverse=True)
-        number, system = GlobalSymmetryFeatures(["spacegroup_num", "crystal_system"]).featurize(s)
-        out["space_group_num"], out["crys_sys"] = number, CRYSTAL_SYSTEMS.index(system)
-    return np.array([float(out[name]) for name in DESCRIPTOR_NAMES])
+    values, _, errors = matminer_descriptors(s)
+    assert not errors, f"matminer failed: {errors}"
+    return values
 
 
 def _assert_same(ours: np.ndarray, ref: np.ndarray, label: str, names=DESCRIPTOR_NAMES) -> None:

@@ -91,7 +91,8 @@ def analyse_run(
     predictor, prepared, split, names = run_inputs(run_dir, data, cache_dir, workers, progress)
     if predictor.module.is_classification:
         raise ValueError("the importance analysis is for regression runs")
-    embeddings = predictor.predict_store(prepared).embeddings
+    predictions = predictor.predict_store(prepared)  # one pass: embeddings and the model's own test error
+    embeddings = predictions.embeddings
     descriptors = prepared.extra.astype(np.float64)
     x = np.concatenate([embeddings, descriptors], axis=1)
     y = prepared.targets[:, 0]
@@ -110,7 +111,7 @@ def analyse_run(
         "representation_share": float(importance[:n_rep].sum()),
         "top_descriptors": frame[frame.kind == "descriptor"].nlargest(5, "importance")["input"].tolist(),
         "forest_on_representation_and_descriptors_test": regression_metrics(y[test], forest.predict(x[test])),
-        "model_test": regression_metrics(y[test], predictor.predict_store(prepared, test).values[:, 0]),
+        "model_test": regression_metrics(y[test], predictions.values[test, 0]),
         "n_train": int(len(train)),
         "n_test": int(len(test)),
     }

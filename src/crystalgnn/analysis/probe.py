@@ -74,15 +74,14 @@ def low_symmetry_mask(space_groups: np.ndarray, seed: int, constant: float = LOW
 
 
 def _space_group(source) -> float:
-    import warnings
-
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
+    structure = source.load_or_reason()
+    if isinstance(structure, str):
+        return float("nan")  # reported with the reason by the caller
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(SpacegroupAnalyzer(source.load()).get_space_group_number())  # matminer's settings
-    except Exception:  # noqa: BLE001 - an unreadable structure is reported by the descriptor pass
+        return float(SpacegroupAnalyzer(structure).get_space_group_number())  # matminer's settings
+    except Exception:  # noqa: BLE001 - spglib failing on one structure leaves it out, reported
         return float("nan")
 
 
@@ -136,7 +135,6 @@ def probe_dataset(
         keep = np.zeros(len(dataset), bool)
         keep[chosen] = True
     dataset = dataset.subset(np.flatnonzero(keep))
-    keep = keep[keep]
     table = compute_descriptors(dataset.ids, dataset.sources, cache_dir=cache_dir, workers=workers, progress=progress)
     column = {n: k for k, n in enumerate(table.names)}
     values = table.values[:, [column[n] for n in names]]
@@ -145,11 +143,11 @@ def probe_dataset(
     reasons: dict[str, list[str]] = {}
     for p in table.problems:
         reasons.setdefault(p.id, []).append(p.reason)
-    for i in np.flatnonzero(keep & ~complete):
+    for i in np.flatnonzero(~complete):
         missing = [n for n, v in zip(names, values[i]) if not np.isfinite(v)] or ["crys_sys"]
         why = "; ".join(reasons.get(dataset.ids[i], [])) or "not computed"
         problems.append(Problem(dataset.ids[i], f"left out of the probe: {', '.join(missing)} missing ({why})", stage="probe"))
-    rows = np.flatnonzero(keep & complete)
+    rows = np.flatnonzero(complete)
     probed = CrystalDataset(
         ids=[dataset.ids[i] for i in rows],
         sources=[dataset.sources[i] for i in rows],
@@ -172,7 +170,11 @@ def run_probe(
 ) -> pd.DataFrame:
     """Run the probe (see module docstring) and return the per-descriptor table."""
     from crystalgnn.baselines import ForestConfig, train_forest
-    from crystalgnn.descriptors import CRYSTAL_SYSTEMS, GLOBAL_DESCRIPTORS, LOCAL_DESCRIPTORS
+    from crystalgnn.descriptors import (
+        CRYSTAL_SYSTEMS,
+        GLOBAL_DESCRIPTORS,
+        LOCAL_DESCRIPTORS,
+    )
     from crystalgnn.graphs.cache import default_cache_dir
     from crystalgnn.training.run import train
 

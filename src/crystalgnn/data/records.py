@@ -35,11 +35,31 @@ class StructureSource:
 
     def load(self) -> Structure:
         """Parse and return the structure (raises on unparseable input)."""
-        from crystalgnn.io.parse import parse_structure  # local: keeps records import-light
+        from crystalgnn.io.parse import (
+            parse_structure,  # local: keeps records import-light
+        )
 
         if self.structure is not None:
             return self.structure
         return parse_structure(path=self.path, text=self.text, fmt=self.fmt)
+
+    def load_or_reason(self) -> Structure | str:
+        """The structure, or the reason it cannot be read (never raises): one bad item in a
+        batch of thousands is reported, not a crash. Reader warnings are silenced."""
+        import warnings
+
+        from crystalgnn.io.parse import StructureParseError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                structure = self.load()
+        except StructureParseError as err:
+            return str(err)
+        except Exception as err:  # noqa: BLE001 - a reader library failing in an unforeseen way is still one bad item
+            first_line = (str(err).strip().splitlines() or [""])[0][:200]
+            return f"could not read structure: {type(err).__name__}: {first_line}".rstrip(": ")
+        return structure
 
 
 @dataclass

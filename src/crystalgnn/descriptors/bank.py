@@ -89,8 +89,8 @@ import numpy as np
 
 from crystalgnn.config import stable_hash
 from crystalgnn.data.records import StructureSource
-from crystalgnn.parallel import map_items
 from crystalgnn.errors import Problem
+from crystalgnn.parallel import map_items
 
 #: Bump when the code changes what a descriptor's value is, so old caches are not reused.
 DESCRIPTOR_CODE_VERSION = 1
@@ -474,16 +474,9 @@ def _problem_descriptor(p: Problem) -> str | None:
 # ------------------------------------------------------------------------------ computing many
 def describe_one(source: StructureSource, settings: DescriptorSettings) -> tuple[np.ndarray, np.ndarray] | str:
     """Load and describe one structure: ``(values, reasons)`` or the reason it could not be loaded."""
-    from crystalgnn.io.parse import StructureParseError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structure = source.load()
-    except StructureParseError as err:
-        return str(err)
-    except Exception as err:  # noqa: BLE001
-        return f"could not read structure: {_short(err)}"
+    structure = source.load_or_reason()
+    if isinstance(structure, str):
+        return structure
     if structure is None or len(structure) == 0:
         return "no atoms in the structure"
     values, reasons = structure_descriptors(structure, settings)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,10 +19,10 @@ import numpy as np
 
 from crystalgnn.config import GraphConfig
 from crystalgnn.data.records import StructureSource
-from crystalgnn.parallel import map_items
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
 from crystalgnn.graphs.store import GraphStore
+from crystalgnn.parallel import map_items
 
 
 def default_cache_dir() -> Path:
@@ -34,16 +33,11 @@ def default_cache_dir() -> Path:
 def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
     """Parse, validate and build one graph; a string is the reason it could not be built."""
     from crystalgnn.graphs.neighbors import IsolatedAtomError
-    from crystalgnn.io.parse import StructureParseError, validate_structure
+    from crystalgnn.io.parse import validate_structure
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            structure = source.load()
-    except StructureParseError as err:
-        return str(err)
-    except Exception as err:  # a reader library failing in an unforeseen way is still one bad item
-        return f"could not read structure: {type(err).__name__}: {err}"
+    structure = source.load_or_reason()
+    if isinstance(structure, str):
+        return structure
     reason = validate_structure(structure)
     if reason:
         return reason
