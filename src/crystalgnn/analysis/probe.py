@@ -74,13 +74,17 @@ def low_symmetry_mask(space_groups: np.ndarray, seed: int, constant: float = LOW
 
 
 def _space_group(source) -> float:
+    import warnings
+
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     structure = source.load_or_reason()
     if isinstance(structure, str):
         return float("nan")  # reported with the reason by the caller
     try:
-        return float(SpacegroupAnalyzer(structure).get_space_group_number())  # matminer's settings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # spglib's deprecation notice, once per structure
+            return float(SpacegroupAnalyzer(structure).get_space_group_number())  # matminer's settings
     except Exception:  # noqa: BLE001 - spglib failing on one structure leaves it out, reported
         return float("nan")
 
