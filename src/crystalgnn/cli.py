@@ -54,12 +54,15 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dataset", dest="dataset", help="same as the positional DATA")
     tr.add_argument("--run-dir", required=True, help="output folder of the run")
     tr.add_argument("--config", help="start from the config.json of an earlier run (flags still override)")
+    tr.add_argument("--model", choices=["cgcnn", "alignn"],
+                    help="cgcnn (default) or alignn; sets that model's reference graph, architecture and training defaults, which the flags below override")
     _add_data_args(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
-    g = tr.add_argument_group("graph (CGCNN: radius 8 Å, 12 neighbours)")
+    g = tr.add_argument_group("graph (CGCNN: radius 8 Å, 12 neighbours; ALIGNN: knn 12 with line graph)")
     g.add_argument("--graph-strategy", choices=["radius", "knn"], help="radius: ≤ max-neighbours within the cutoff; knn: all up to the k-th neighbour distance, growing cutoff")
     g.add_argument("--cutoff", type=float, help="neighbour search radius in Å (8)")
     g.add_argument("--max-neighbors", type=int, help="neighbours per atom (12)")
+    g.add_argument("--line-graph", action=argparse.BooleanOptionalAction, default=None, help="also build the line graph with bond angles (on for alignn)")
     f = tr.add_argument_group("features")
     f.add_argument("--atom-features", choices=["cgcnn", "embedding"], help="CGCNN 92-dim one-hot (default) or a learned embedding per element")
     f.add_argument("--gaussian-step", type=float, help="spacing and width of the distance Gaussians in Å (0.2)")
@@ -72,6 +75,12 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--h-fea-len", type=int, help="head hidden width (128)")
     m.add_argument("--n-h", type=int, help="head hidden layers (1)")
     m.add_argument("--dropout", type=float, help="dropout before the output (0; 0.5 for classification)")
+    a = tr.add_argument_group("ALIGNN (with --model alignn; reference defaults)")
+    a.add_argument("--alignn-layers", type=int, help="ALIGNN layers: edge-gated convolution on the atom graph, then on the line graph (4)")
+    a.add_argument("--gcn-layers", type=int, help="edge-gated convolutions on the atom graph after them (4)")
+    a.add_argument("--hidden", type=int, help="width of atom, bond and angle vectors (256)")
+    a.add_argument("--embedding", type=int, help="width of the first bond/angle embedding layer (64)")
+    a.add_argument("--norm", choices=["batch", "layer"], help="normalization in convolutions and embeddings (batch, as in the paper)")
     h = tr.add_argument_group("descriptor hybridization and extensive targets (Gong et al.)")
     h.add_argument("--descriptors", nargs="?", const="default", metavar="NAMES",
                    help="concatenate standardized structural descriptors to the pooled vector before the head (Eq. 14, de-CGCNN). "
@@ -83,11 +92,11 @@ def _build_parser() -> argparse.ArgumentParser:
     h.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of a finished run (matching tensors are copied)")
     h.add_argument("--freeze-encoder", action="store_true", default=None, help="train only the readout head (with --init-from)")
     o = tr.add_argument_group("training")
-    o.add_argument("--epochs", type=int, help="training epochs (100)")
-    o.add_argument("--batch-size", type=int, help="crystals per batch (256)")
+    o.add_argument("--epochs", type=int, help="training epochs (CGCNN 100, ALIGNN 300)")
+    o.add_argument("--batch-size", type=int, help="crystals per batch (CGCNN 256, ALIGNN 64)")
     o.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="(adamw)")
-    o.add_argument("--lr", type=float, help="peak learning rate (3e-3)")
-    o.add_argument("--weight-decay", type=float, help="(0)")
+    o.add_argument("--lr", type=float, help="peak learning rate (CGCNN 3e-3, ALIGNN 1e-3)")
+    o.add_argument("--weight-decay", type=float, help="(CGCNN 0, ALIGNN 1e-5)")
     o.add_argument("--scheduler", choices=["onecycle", "cosine", "multistep", "none"], help="learning-rate schedule (onecycle)")
     o.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
     o.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0: no limit); the best epoch so far is kept")
@@ -182,9 +191,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from crystalgnn.config import RunConfig, replace
+    from crystalgnn.config import RunConfig, defaults_for, replace
 
-    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    if args.config:
+        cfg = RunConfig.load(args.config)
+        if args.model and args.model != cfg.model.name:
+            raise SystemExit(f"--config is a {cfg.model.name} run; drop --model {args.model} or the --config")
+    else:
+        cfg = defaults_for(args.model or "cgcnn")
     split = tuple(float(x) for x in args.split.split(",")) if args.split else None
     if split is not None and len(split) != 3:
         raise SystemExit("--split takes three fractions: train,val,test (e.g. 0.6,0.2,0.2)")
@@ -198,11 +212,13 @@ def _config_from_args(args: argparse.Namespace):
     return dataclasses.replace(
         cfg,
         data=replace(cfg.data, targets=targets, transform=args.transform, on_error=args.on_error, per_atom=args.per_atom),
-        graph=replace(cfg.graph, strategy=args.graph_strategy, cutoff=args.cutoff, max_neighbors=args.max_neighbors),
+        graph=replace(cfg.graph, strategy=args.graph_strategy, cutoff=args.cutoff, max_neighbors=args.max_neighbors, line_graph=args.line_graph),
         features=replace(cfg.features, atom_features=args.atom_features, **gaussian),
         model=replace(cfg.model, task=args.task, conv=args.conv, pooling=args.pooling, atom_fea_len=args.atom_fea_len,
                       n_conv=args.n_conv, h_fea_len=args.h_fea_len, n_h=args.n_h, dropout=args.dropout,
-                      descriptors=descriptors, hybrid=args.hybrid),
+                      descriptors=descriptors, hybrid=args.hybrid,
+                      alignn=replace(cfg.model.alignn, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
+                                     hidden_features=args.hidden, embedding_features=args.embedding, norm=args.norm)),
         train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience, max_minutes=args.max_minutes,
                       seed=args.seed, split_fractions=split, split_file=args.split_file, kfold=args.kfold, fold=args.fold,

@@ -19,7 +19,8 @@ T = TypeVar("T")
 
 #: Bump when the graph-building code changes what it produces, so old caches are not reused.
 #: 2: CIFs parsed by gemmi (coordinates as written, not snapped to fractions by pymatgen).
-GRAPH_CODE_VERSION = 2
+#: 3: the knn strategy adds every edge in both directions (ALIGNN's undirected graph).
+GRAPH_CODE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,11 @@ class GraphConfig:
     ``strategy="radius"`` is CGCNN's: neighbours within ``cutoff`` Å, the ``max_neighbors``
     nearest kept per atom. ``strategy="knn"`` is ALIGNN/CrysToGraph's: every neighbour up to the
     ``max_neighbors``-th neighbour distance (ties within ``tie_tolerance`` Å included); the search
-    radius grows by ``cutoff_growth`` Å until every atom has ``max_neighbors`` neighbours.
+    radius grows by ``cutoff_growth`` Å until every atom has ``max_neighbors`` neighbours; every
+    bond is then present in both directions, as in ALIGNN's undirected graph.
+
+    ``line_graph=True`` also builds ALIGNN's line graph: one node per bond, one edge per pair of
+    bonds meeting at an atom (j→i, i→k), carrying the cosine of the bond angle at i.
     """
 
     strategy: Literal["radius", "knn"] = "radius"
@@ -37,6 +42,7 @@ class GraphConfig:
     max_neighbors: int = 12
     cutoff_growth: float = 2.0
     tie_tolerance: float = 1e-4
+    line_graph: bool = False
     code_version: int = GRAPH_CODE_VERSION
 
     def key(self) -> str:
@@ -67,10 +73,36 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Model architecture. Defaults are CGCNN's (Xie & Grossman 2018, reference code)."""
+class ALIGNNConfig:
+    """ALIGNN's own settings (Choudhary & DeCost 2021; defaults of the reference ``ALIGNNConfig``).
 
-    name: Literal["cgcnn"] = "cgcnn"
+    Bond lengths are expanded by ``edge_bins`` radial basis functions on [0, ``edge_max``] Å and
+    bond-angle cosines by ``angle_bins`` on [−1, 1], both exp(−(u − μ_k)²/Δ) with Δ the centre
+    spacing, then embedded by two MLP layers (→ ``embedding_features`` → ``hidden_features``).
+    ``norm``: batch norm inside the convolutions as in the paper; "layer" as in the reference's
+    newer pure-torch model. ``head_layers``: hidden layers of the head after pooling (reference:
+    0, a single linear map); ``descriptor_head_layers`` replaces it when descriptors join
+    (Gong et al.'s de-ALIGNN: two layers of width hidden + descriptors).
+    """
+
+    alignn_layers: int = 4
+    gcn_layers: int = 4
+    hidden_features: int = 256
+    embedding_features: int = 64
+    edge_bins: int = 80
+    edge_max: float = 8.0
+    angle_bins: int = 40
+    norm: Literal["batch", "layer"] = "batch"
+    head_layers: int = 0
+    descriptor_head_layers: int = 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model architecture. Top-level defaults are CGCNN's (Xie & Grossman 2018, reference code);
+    ``alignn`` holds ALIGNN's. Pooling, task, targets, dropout and descriptors apply to every model."""
+
+    name: Literal["cgcnn", "alignn"] = "cgcnn"
     atom_fea_len: int = 64
     n_conv: int = 3
     h_fea_len: int = 128
@@ -87,6 +119,7 @@ class ModelConfig:
     #: How descriptors join: "end-to-end" (Eq. 14, they shape the learned representation) or
     #: "frozen" (Eq. S5: the plain model is trained first, then only a new head sees them).
     hybrid: Literal["end-to-end", "frozen"] = "end-to-end"
+    alignn: ALIGNNConfig = field(default_factory=ALIGNNConfig)
 
 
 @dataclass(frozen=True)
@@ -152,6 +185,17 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     crystalgnn_version: str = "0.1.0"
 
+    def check(self) -> None:
+        """Raise ``ValueError`` for settings that cannot work together, saying what to change."""
+        if self.model.name == "alignn" and self.model.alignn.alignn_layers > 0 and not self.graph.line_graph:
+            raise ValueError("ALIGNN layers need line graphs: set GraphConfig(line_graph=True) (CLI: --line-graph), "
+                             "or start from defaults_for('alignn') / --model alignn")
+
+    @property
+    def embedding_width(self) -> int:
+        """Width of the pooled crystal vector (the model's atom vector width)."""
+        return self.model.alignn.hidden_features if self.model.name == "alignn" else self.model.atom_fea_len
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
@@ -161,6 +205,28 @@ class RunConfig:
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
         return from_dict(cls, json.loads(Path(path).read_text()))
+
+
+MODEL_NAMES = ("cgcnn", "alignn")
+
+
+def defaults_for(model: str) -> RunConfig:
+    """The run configuration a model's reference code trains with (graph, model, optimiser).
+
+    ``cgcnn``: radius graph (8 Å, 12 neighbours), Gaussian bonds, the CGCNN defaults of
+    :class:`ModelConfig` and :class:`TrainConfig`. ``alignn``: k-nearest graph (12, growing cutoff)
+    with its line graph, :class:`ALIGNNConfig`, and the paper's AdamW (lr 1e-3, weight decay 1e-5)
+    with a one-cycle schedule, batch 64, 300 epochs.
+    """
+    if model == "cgcnn":
+        return RunConfig()
+    if model == "alignn":
+        return RunConfig(
+            graph=GraphConfig(strategy="knn", line_graph=True),
+            model=ModelConfig(name="alignn"),
+            train=TrainConfig(epochs=300, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=1e-5, scheduler="onecycle"),
+        )
+    raise ValueError(f"unknown model {model!r}; available: {', '.join(MODEL_NAMES)}")
 
 
 def stable_hash(obj: Any) -> str:

@@ -71,7 +71,7 @@ class Predictor:
         return Predictions(
             ids=[data.ids[i] for i in idx],
             values=torch.cat(values).numpy() if values else np.zeros((0, width)),
-            embeddings=torch.cat(embeddings).numpy() if embeddings else np.zeros((0, self.cfg.model.atom_fea_len)),
+            embeddings=torch.cat(embeddings).numpy() if embeddings else np.zeros((0, self.cfg.embedding_width)),
             sites=sites if sites else None,
         )
 

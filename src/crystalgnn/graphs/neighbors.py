@@ -97,7 +97,9 @@ def knn_neighbors(
 
     Neighbours tied with the k-th (within ``tie_tolerance`` Å) are all kept, so the graph does not
     depend on the search order. The radius starts at ``cutoff`` and grows by ``cutoff_growth`` Å
-    until every atom has at least ``k`` neighbours.
+    until every atom has at least ``k`` neighbours. As in ALIGNN, the graph is undirected: when j
+    is among the nearest of i but not i among those of j, the bond j ← i is added too, so every
+    bond appears in both directions (and an atom can have more than ``k`` neighbours).
     """
     radius = cutoff
     while True:
@@ -117,7 +119,21 @@ def knn_neighbors(
     centres = sorted_nl.target[rank == k - 1]
     limit = np.empty(len(structure))
     limit[centres] = kth_distance + tie_tolerance
-    return _take(sorted_nl, np.flatnonzero(sorted_nl.distances <= limit[sorted_nl.target]))
+    return _both_directions(_take(sorted_nl, np.flatnonzero(sorted_nl.distances <= limit[sorted_nl.target])))
+
+
+def _both_directions(nl: NeighborList) -> NeighborList:
+    """``nl`` plus the reverse of each edge (j → i becomes i → j through image −n), without
+    duplicates, grouped by centre and nearest first."""
+    target = np.concatenate([nl.target, nl.source])
+    source = np.concatenate([nl.source, nl.target])
+    images = np.concatenate([nl.images, -nl.images])
+    vectors = np.concatenate([nl.vectors, -nl.vectors])
+    distances = np.concatenate([nl.distances, nl.distances])
+    keys = np.column_stack([target, source, images])
+    _, first = np.unique(keys, axis=0, return_index=True)
+    merged = NeighborList(target[first], source[first], images[first], vectors[first], distances[first])
+    return _take(merged, np.lexsort((merged.distances, merged.target)))
 
 
 def brute_force_neighbors(structure: Structure, cutoff: float) -> NeighborList:

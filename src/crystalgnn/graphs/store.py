@@ -34,7 +34,8 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 @dataclass
 class GraphStore:
-    """Graphs ``0..n-1`` stored back to back. ``node_ptr``/``edge_ptr`` have length n + 1."""
+    """Graphs ``0..n-1`` stored back to back. ``node_ptr``/``edge_ptr``/``line_ptr`` have length
+    n + 1; ``line_index`` holds edge numbers local to each graph (empty without line graphs)."""
 
     keys: np.ndarray  # (n,) bytes, content keys
     node_ptr: np.ndarray  # (n + 1,) int64
@@ -46,6 +47,9 @@ class GraphStore:
     edge_distances: np.ndarray  # (sum E,) float32
     edge_vectors: np.ndarray  # (sum E, 3) float32
     edge_images: np.ndarray  # (sum E, 3) int16
+    line_ptr: np.ndarray  # (n + 1,) int64
+    line_index: np.ndarray  # (2, sum T) int32, local to each graph's edges
+    angle_cosines: np.ndarray  # (sum T,) float32
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -58,16 +62,33 @@ class GraphStore:
     def num_edges(self) -> np.ndarray:
         return np.diff(self.edge_ptr)
 
+    @property
+    def num_line_edges(self) -> np.ndarray:
+        return np.diff(self.line_ptr)
+
+    @property
+    def has_line_graphs(self) -> bool:
+        """True when the graphs were built with ``GraphConfig.line_graph`` (and have any bond pair)."""
+        return bool(self.line_ptr[-1] > 0)
+
+    def nbytes_per_graph(self) -> dict[str, float]:
+        """Mean bytes per crystal of the atom graph and of the line graph, as stored."""
+        n = max(len(self), 1)
+        atom = sum(getattr(self, f).nbytes for f in _NODE_FIELDS + _EDGE_FIELDS + ("edge_index",))
+        line = self.line_index.nbytes + self.angle_cosines.nbytes
+        return {"atom_graph": atom / n, "line_graph": line / n}
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_graphs(cls, keys: Sequence[str], graphs: Sequence[CrystalGraph]) -> "GraphStore":
         n_atoms = np.array([g.num_atoms for g in graphs], dtype=np.int64)
         n_edges = np.array([g.num_edges for g in graphs], dtype=np.int64)
+        n_pairs = np.array([g.num_line_edges for g in graphs], dtype=np.int64)
 
         def cat(name: str, empty_shape: tuple[int, ...], dtype: type) -> np.ndarray:
             if not graphs:
                 return np.zeros(empty_shape, dtype=dtype)
-            return np.concatenate([getattr(g, name) for g in graphs], axis=-1 if name == "edge_index" else 0)
+            return np.concatenate([getattr(g, name) for g in graphs], axis=-1 if name.endswith("_index") else 0).astype(dtype, copy=False)
 
         return cls(
             keys=np.array(list(keys), dtype="S64"),
@@ -80,6 +101,9 @@ class GraphStore:
             edge_distances=cat("edge_distances", (0,), np.float32),
             edge_vectors=cat("edge_vectors", (0, 3), np.float32),
             edge_images=cat("edge_images", (0, 3), np.int16),
+            line_ptr=np.concatenate([[0], np.cumsum(n_pairs)]),
+            line_index=cat("line_index", (2, 0), np.int32),
+            angle_cosines=cat("angle_cosines", (0,), np.float32),
         )
 
     @classmethod
@@ -89,6 +113,7 @@ class GraphStore:
             return stores[0]
         node_off = np.cumsum([0] + [int(s.node_ptr[-1]) for s in stores[:-1]])
         edge_off = np.cumsum([0] + [int(s.edge_ptr[-1]) for s in stores[:-1]])
+        line_off = np.cumsum([0] + [int(s.line_ptr[-1]) for s in stores[:-1]])
         return cls(
             keys=np.concatenate([s.keys for s in stores]),
             node_ptr=np.concatenate([[0]] + [s.node_ptr[1:] + o for s, o in zip(stores, node_off)]),
@@ -100,6 +125,9 @@ class GraphStore:
             edge_distances=np.concatenate([s.edge_distances for s in stores]),
             edge_vectors=np.concatenate([s.edge_vectors for s in stores]),
             edge_images=np.concatenate([s.edge_images for s in stores]),
+            line_ptr=np.concatenate([[0]] + [s.line_ptr[1:] + o for s, o in zip(stores, line_off)]),
+            line_index=np.concatenate([s.line_index for s in stores], axis=1),
+            angle_cosines=np.concatenate([s.angle_cosines for s in stores]),
         )
 
     def take(self, indices: Sequence[int] | np.ndarray) -> "GraphStore":
@@ -107,9 +135,10 @@ class GraphStore:
         idx = np.asarray(indices, dtype=np.int64)
         if len(idx) == len(self) and np.array_equal(idx, np.arange(len(self))):
             return self  # no copy: a full cache load would otherwise copy ~0.3 GB for nothing
-        n_atoms, n_edges = self.num_atoms[idx], self.num_edges[idx]
+        n_atoms, n_edges, n_pairs = self.num_atoms[idx], self.num_edges[idx], self.num_line_edges[idx]
         node_sel = _ranges(self.node_ptr[idx], n_atoms)
         edge_sel = _ranges(self.edge_ptr[idx], n_edges)
+        pair_sel = _ranges(self.line_ptr[idx], n_pairs)
         return GraphStore(
             keys=self.keys[idx],
             node_ptr=np.concatenate([[0], np.cumsum(n_atoms)]),
@@ -121,10 +150,14 @@ class GraphStore:
             edge_distances=self.edge_distances[edge_sel],
             edge_vectors=self.edge_vectors[edge_sel],
             edge_images=self.edge_images[edge_sel],
+            line_ptr=np.concatenate([[0], np.cumsum(n_pairs)]),
+            line_index=self.line_index[:, pair_sel],
+            angle_cosines=self.angle_cosines[pair_sel],
         )
 
     def graph(self, i: int) -> CrystalGraph:
         ns, ne = slice(self.node_ptr[i], self.node_ptr[i + 1]), slice(self.edge_ptr[i], self.edge_ptr[i + 1])
+        nt = slice(self.line_ptr[i], self.line_ptr[i + 1])
         return CrystalGraph(
             atomic_numbers=self.atomic_numbers[ns],
             positions=self.positions[ns],
@@ -133,6 +166,8 @@ class GraphStore:
             edge_distances=self.edge_distances[ne],
             edge_vectors=self.edge_vectors[ne],
             edge_images=self.edge_images[ne],
+            line_index=self.line_index[:, nt],
+            angle_cosines=self.angle_cosines[nt],
         )
 
     # ------------------------------------------------------------------ disk (no pickle)
@@ -153,7 +188,8 @@ class GraphStore:
         """One PyG ``Data`` batch of graphs ``indices`` (global node numbering, ``batch`` vector).
 
         Fields: ``z`` (N,), ``pos`` (N, 3), ``edge_index`` (2, E), ``edge_dist`` (E,),
-        ``edge_vec`` (E, 3), ``batch`` (N,), ``ptr`` (B + 1,), ``num_graphs``, ``y`` (B, T) if given.
+        ``edge_vec`` (E, 3), ``batch`` (N,), ``ptr`` (B + 1,), ``num_graphs``, ``y`` (B, T) if given;
+        with line graphs also ``line_index`` (2, T) edge numbers of the batch and ``angle_cos`` (T,).
         """
         idx = np.asarray(indices, dtype=np.int64)
         n_atoms, n_edges = self.num_atoms[idx], self.num_edges[idx]
@@ -172,6 +208,13 @@ class GraphStore:
             ptr=torch.from_numpy(ptr),
             num_nodes=int(ptr[-1]),
         )
+        if self.has_line_graphs:
+            n_pairs = self.num_line_edges[idx]
+            pair_sel = _ranges(self.line_ptr[idx], n_pairs)
+            edge_ptr = np.concatenate([[0], np.cumsum(n_edges)])
+            line_index = self.line_index[:, pair_sel].astype(np.int64) + np.repeat(edge_ptr[:-1], n_pairs)
+            batch.line_index = torch.from_numpy(line_index)
+            batch.angle_cos = torch.from_numpy(self.angle_cosines[pair_sel])
         batch.num_graphs = len(idx)
         batch.graph_index = torch.from_numpy(idx)
         if targets is not None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from crystalgnn.config import RunConfig
+from crystalgnn.config import MODEL_NAMES, RunConfig
+from crystalgnn.models.alignn import ALIGNN
 from crystalgnn.models.cgcnn import CGCNN
 from crystalgnn.models.readout import Readout, ReadoutOutput
 
-__all__ = ["CGCNN", "Readout", "ReadoutOutput", "build_model", "output_width"]
+__all__ = ["ALIGNN", "CGCNN", "Readout", "ReadoutOutput", "build_model", "output_width"]
 
 
 def output_width(cfg: RunConfig) -> int:
@@ -26,11 +27,30 @@ def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Mo
     from crystalgnn.features.atom import atom_feature_table
 
     m, f = cfg.model, cfg.features
-    if m.name != "cgcnn":
-        raise ValueError(f"unknown model {m.name!r}; available: cgcnn")
+    if m.name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {m.name!r}; available: {', '.join(MODEL_NAMES)}")
     table = None
     if f.atom_features == "cgcnn":
         table = atom_table if atom_table is not None else torch.tensor(atom_feature_table("cgcnn"))
+    if m.name == "alignn":
+        a = m.alignn
+        return ALIGNN(
+            atom_table=table,
+            out_features=output_width(cfg),
+            alignn_layers=a.alignn_layers,
+            gcn_layers=a.gcn_layers,
+            hidden_features=a.hidden_features,
+            embedding_features=a.embedding_features,
+            edge_bins=a.edge_bins,
+            edge_max=a.edge_max,
+            angle_bins=a.angle_bins,
+            norm=a.norm,
+            pooling=m.pooling,
+            head_layers=a.head_layers,
+            dropout=m.dropout,
+            extra_features=len(m.descriptors),
+            descriptor_head_layers=a.descriptor_head_layers,
+        )
     return CGCNN(
         atom_table=table,
         out_features=output_width(cfg),

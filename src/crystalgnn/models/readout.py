@@ -13,7 +13,9 @@ Pooling choices (``pooling=``):
   :math:`\hat y = \frac{1}{N}\sum_i \tilde v_i`; :math:`\tilde v_i` are the site contributions.
 
 Head (CGCNN reference): softplus → Linear(F→H) → softplus → (n_h − 1)× [Linear(H→H) → softplus]
-→ dropout → Linear(H→out).
+→ dropout → Linear(H→out). ``n_hidden=0`` is a single Linear(F→out) (ALIGNN's head);
+``activation`` picks softplus (CGCNN) or SiLU (ALIGNN) and ``activate_input=False`` drops the
+opening activation (ALIGNN pools its atom vectors and maps them linearly).
 
 Descriptor hybridization (Gong et al. Eq. 14, "de-CGCNN"):
 :math:`\hat y = \mathrm{FCN}\big(\tfrac{1}{N}\sum_i v_i \oplus \tilde d\big)` where
@@ -55,6 +57,8 @@ class Readout(nn.Module):
         pooling: ``"mean"`` (default), ``"sum"`` or ``"site"``.
         dropout: dropout before the output layer (CGCNN classification: 0.5).
         extra_features: width of crystal-level features concatenated after pooling (0: none).
+        activation: ``"softplus"`` (CGCNN) or ``"silu"`` (ALIGNN), in the head.
+        activate_input: apply the activation to the pooled vector (or atoms) before the head.
     """
 
     def __init__(
@@ -66,6 +70,8 @@ class Readout(nn.Module):
         pooling: Literal["mean", "sum", "site"] = "mean",
         dropout: float = 0.0,
         extra_features: int = 0,
+        activation: Literal["softplus", "silu"] = "softplus",
+        activate_input: bool = True,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "sum", "site"):
@@ -76,13 +82,16 @@ class Readout(nn.Module):
         self.extra_features = extra_features
         self.register_buffer("extra_mean", torch.zeros(extra_features))
         self.register_buffer("extra_std", torch.ones(extra_features))
-        self.activation = nn.Softplus()
-        layers: list[nn.Module] = [nn.Linear(in_features + extra_features, hidden_features), nn.Softplus()]
-        for _ in range(n_hidden - 1):
-            layers += [nn.Linear(hidden_features, hidden_features), nn.Softplus()]
+        activation_cls = {"softplus": nn.Softplus, "silu": nn.SiLU}[activation]
+        self.activation = activation_cls() if activate_input else nn.Identity()
+        layers: list[nn.Module] = []
+        width = in_features + extra_features
+        for _ in range(n_hidden):
+            layers += [nn.Linear(width, hidden_features), activation_cls()]
+            width = hidden_features
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(hidden_features, out_features))
+        layers.append(nn.Linear(width, out_features))
         self.head = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, batch: Tensor, num_graphs: int, extra: Tensor | None = None) -> ReadoutOutput:

@@ -151,6 +151,7 @@ def train(
     cached (``"default"``: ``$CRYSTALGNN_CACHE`` or ``~/.cache/crystalgnn``; ``None``: no cache).
     """
     cfg = config or RunConfig()
+    cfg.check()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.train.threads)
