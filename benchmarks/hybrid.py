@@ -8,7 +8,10 @@ For each task, on one seeded 60/20/20 split, the same crystals are learned by:
 * ``frozen``    — Eq. S5: the plain CGCNN's representation (the ``cgcnn`` run), frozen, with a
                   new head on representation ⊕ descriptors;
 * for extensive per-cell targets also ``cgcnn-sum`` / ``de-cgcnn-sum`` (sum pooling) and
-  ``cgcnn-per-atom`` (learn target / atoms, mean pooling, report per cell) — Table 2.
+  ``cgcnn-per-atom`` (learn target / atoms, mean pooling, report per cell) — Table 2;
+* ``alignn`` / ``de-alignn`` (on request, ``--variants``): ALIGNN with its reference training
+  settings (AdamW lr 1e-3, weight decay 1e-5, one-cycle) and the same epochs and batch size, plain
+  and with the descriptors (Gong et al.'s de-ALIGNN); ``--alignn-hidden`` etc. set its size.
 
 Tasks and the paper's MAE/MAD (Table S1, CGCNN → de-CGCNN):
 
@@ -24,6 +27,7 @@ Usage::
     python benchmarks/hybrid.py refractive piezo --epochs 150
     python benchmarks/hybrid.py magnetization --epochs 40 --max-items 6000
     python benchmarks/hybrid.py elasticity-K elasticity-G --variants rf,cgcnn,de-cgcnn
+    python benchmarks/hybrid.py elasticity-K elasticity-G --variants alignn,de-alignn --epochs 40 --alignn-hidden 64
 
 Run directories go to ``benchmarks/results/hybrid/<task>/<variant>``; a finished variant (its
 ``metrics.json`` exists) is reused, so an interrupted benchmark resumes. The table is printed and
@@ -45,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import extracted_mp37k, machine_info, print_table, write_results  # noqa: E402
 
 from crystalgnn.baselines import ForestConfig, train_forest  # noqa: E402
-from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig  # noqa: E402
+from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig, defaults_for  # noqa: E402
 from crystalgnn.io import load_dataset  # noqa: E402
 from crystalgnn.training.hybrid import default_hybrid_descriptors  # noqa: E402
 from crystalgnn.training.run import train  # noqa: E402
@@ -64,6 +68,7 @@ PAPER = {
 EXTENSIVE = {"magnetization"}
 BASE_VARIANTS = ["rf", "cgcnn", "de-cgcnn", "frozen"]
 EXTENSIVE_VARIANTS = ["cgcnn-sum", "de-cgcnn-sum", "cgcnn-per-atom"]
+ALIGNN_VARIANTS = ["alignn", "de-alignn"]
 
 
 def dataset_for(task: str, max_items: int, seed: int):
@@ -83,9 +88,14 @@ def dataset_for(task: str, max_items: int, seed: int):
     return load_dataset(DATA / "mp_elasticity3k", targets=[column], transform="log10")
 
 
-def variant_config(base: RunConfig, variant: str) -> RunConfig:
+def variant_config(base: RunConfig, variant: str, alignn: RunConfig | None = None) -> RunConfig:
+    if "alignn" in variant:
+        assert alignn is not None
+        base = dataclasses.replace(alignn, data=base.data, train=dataclasses.replace(
+            alignn.train, epochs=base.train.epochs, batch_size=base.train.batch_size, max_minutes=base.train.max_minutes,
+            threads=base.train.threads, seed=base.train.seed))
     model, data = base.model, base.data
-    if variant.startswith("de-cgcnn") or variant == "frozen":
+    if variant.startswith("de-") or variant == "frozen":
         model = dataclasses.replace(model, descriptors=default_hybrid_descriptors(), hybrid="frozen" if variant == "frozen" else "end-to-end")
     if variant.endswith("-sum"):
         model = dataclasses.replace(model, pooling="sum")
@@ -97,16 +107,23 @@ def variant_config(base: RunConfig, variant: str) -> RunConfig:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="+", choices=sorted(PAPER))
-    parser.add_argument("--variants", help=f"comma-separated subset of {BASE_VARIANTS + EXTENSIVE_VARIANTS}")
+    parser.add_argument("--variants", help=f"comma-separated subset of {BASE_VARIANTS + EXTENSIVE_VARIANTS + ALIGNN_VARIANTS}")
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--minutes", type=float, default=0.0, help="time budget per network run (0: none)")
     parser.add_argument("--max-items", type=int, default=6000, help="random subset of mp37k for magnetization")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--alignn-hidden", type=int, default=256, help="ALIGNN width (reference 256)")
+    parser.add_argument("--alignn-layers", type=int, default=4, help="ALIGNN layers (4)")
+    parser.add_argument("--gcn-layers", type=int, default=4, help="ALIGNN's edge-gated layers after them (4)")
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hybrid")
+    parser.add_argument("--results", default="hybrid.json", help="name of the summary JSON in benchmarks/results (hybrid.json)")
     args = parser.parse_args()
 
+    reference = defaults_for("alignn")
+    alignn = dataclasses.replace(reference, model=dataclasses.replace(reference.model, alignn=dataclasses.replace(
+        reference.model.alignn, hidden_features=args.alignn_hidden, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers)))
     rows, results = [], {"machine": machine_info(), "epochs": args.epochs, "tasks": {}}
     for task in args.tasks:
         variants = args.variants.split(",") if args.variants else BASE_VARIANTS + (EXTENSIVE_VARIANTS if task in EXTENSIVE else [])
@@ -122,7 +139,7 @@ def main() -> None:
             metrics_file = run_dir / "metrics.json"
             start = time.perf_counter()
             if not metrics_file.exists():
-                cfg = variant_config(base, variant if variant != "rf" else "cgcnn")
+                cfg = variant_config(base, variant if variant != "rf" else "cgcnn", alignn)
                 plain = args.out / task / "cgcnn"
                 if variant == "frozen" and (plain / "model.safetensors").exists():
                     # Eq. S5 on the representation of the plain run above (no second training).
@@ -140,7 +157,7 @@ def main() -> None:
                          "" if ref is None else f"{ref:.3f}", str(test["n"]), f"{seconds:.0f}"))
             print(f"{task:14s} {variant:15s} MAE {test['mae']:.4f}  MAE/MAD {test['mae_over_mad']:.3f}  ({seconds:.0f} s)", flush=True)
     print_table(rows, ("task", "variant", "test MAE", "MAE/MAD", "R²", "paper MAE/MAD", "n test", "s"))
-    write_results("hybrid.json", results)
+    write_results(args.results, results)
 
 
 if __name__ == "__main__":

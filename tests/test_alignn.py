@@ -245,3 +245,21 @@ def test_cli_alignn_classification_and_site_contributions(elasticity_slice, tmp_
     assert len(per_site) == len(Structure.from_file(elasticity_slice / "3.cif"))
     assert per_site.iloc[:, -1].mean() == pytest.approx(pd.read_csv(out).iloc[0, -1], rel=1e-4)
     capsys.readouterr()
+
+
+def test_probe_and_periodicity_take_alignn(elasticity_slice, tmp_path, capsys):
+    from crystalgnn.analysis.periodicity import PeriodicityStudy, cell_config
+
+    with pytest.raises(ValueError, match="conv8"):
+        PeriodicityStudy(model="alignn", variants=("default", "conv8"))
+    cell = cell_config("nbr18", PeriodicityStudy(model="alignn", variants=("nbr18",)))
+    assert cell.model.name == "alignn" and cell.graph.line_graph and cell.graph.max_neighbors == 18
+    argv = ["probe", str(elasticity_slice), "--out", str(tmp_path / "probe"), "--model", "alignn", "--all-symmetries",
+            "--no-composition", "--descriptors", "vpa,a,mean_CN_Voronoi", "--epochs", "1", "--batch-size", "16", "--threads", "1",
+            "--workers", "1", "--hidden", "8", "--embedding", "8", "--alignn-layers", "1", "--gcn-layers", "1", "--quiet"]
+    assert cli.main(argv) == 0
+    table = pd.read_csv(tmp_path / "probe" / "probe.csv")
+    assert set(table["descriptor"]) == {"vpa", "a", "mean_CN_Voronoi"} and "r2_alignn" in table.columns
+    summary = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert summary["model"] == "alignn" and "crystal_system_accuracy_alignn" in summary
+    capsys.readouterr()

@@ -43,6 +43,26 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="processes that build graphs (0: one per core)")
 
 
+def add_alignn_args(p: argparse.ArgumentParser) -> None:
+    """The size of an ALIGNN (used with --model alignn by train, probe and periodicity)."""
+    a = p.add_argument_group("ALIGNN (with --model alignn; reference defaults)")
+    a.add_argument("--alignn-layers", type=int, help="ALIGNN layers: edge-gated convolution on the atom graph, then on the line graph (4)")
+    a.add_argument("--gcn-layers", type=int, help="edge-gated convolutions on the atom graph after them (4)")
+    a.add_argument("--hidden", type=int, help="width of atom, bond and angle vectors (256)")
+    a.add_argument("--embedding", type=int, help="width of the first bond/angle embedding layer (64)")
+    a.add_argument("--norm", choices=["batch", "layer"], help="normalization in convolutions and embeddings (batch, as in the paper)")
+
+
+def model_config_from_args(args: argparse.Namespace):
+    """``defaults_for(--model)`` with the ALIGNN size flags applied."""
+    from crystalgnn.config import defaults_for, replace
+
+    cfg = defaults_for(args.model or "cgcnn")
+    alignn = replace(cfg.model.alignn, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
+                     hidden_features=args.hidden, embedding_features=args.embedding, norm=args.norm)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, alignn=alignn))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="crystalgnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
@@ -75,12 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
     m.add_argument("--h-fea-len", type=int, help="head hidden width (128)")
     m.add_argument("--n-h", type=int, help="head hidden layers (1)")
     m.add_argument("--dropout", type=float, help="dropout before the output (0; 0.5 for classification)")
-    a = tr.add_argument_group("ALIGNN (with --model alignn; reference defaults)")
-    a.add_argument("--alignn-layers", type=int, help="ALIGNN layers: edge-gated convolution on the atom graph, then on the line graph (4)")
-    a.add_argument("--gcn-layers", type=int, help="edge-gated convolutions on the atom graph after them (4)")
-    a.add_argument("--hidden", type=int, help="width of atom, bond and angle vectors (256)")
-    a.add_argument("--embedding", type=int, help="width of the first bond/angle embedding layer (64)")
-    a.add_argument("--norm", choices=["batch", "layer"], help="normalization in convolutions and embeddings (batch, as in the paper)")
+    add_alignn_args(tr)
     h = tr.add_argument_group("descriptor hybridization and extensive targets (Gong et al.)")
     h.add_argument("--descriptors", nargs="?", const="default", metavar="NAMES",
                    help="concatenate standardized structural descriptors to the pooled vector before the head (Eq. 14, de-CGCNN). "
@@ -147,7 +162,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                     "structure is removed with probability sg/(sg+15).")
     pb.add_argument("data", help="structures (any dataset layout; targets are ignored)")
     pb.add_argument("--out", required=True, help="output folder")
-    pb.add_argument("--model", default="cgcnn", help="model to probe (cgcnn)")
+    pb.add_argument("--model", default="cgcnn", choices=["cgcnn", "alignn"], help="model to probe (cgcnn)")
     pb.add_argument("--descriptors", metavar="NAMES", help="comma-separated descriptors to probe (default: all but the crystal system)")
     pb.add_argument("--max-structures", type=int, default=0, help="random subset of this size after the low-symmetry filter (0: all)")
     pb.add_argument("--all-symmetries", action="store_true", help="skip the low-symmetry-biased subset")
@@ -161,6 +176,7 @@ def _build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--cache-dir", default="default", help="graph and descriptor cache folder")
     pb.add_argument("--workers", type=int, default=0, help="processes for graphs and descriptors (0: one per core)")
     pb.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_alignn_args(pb)
 
     im = sub.add_parser("importance", help="feature importance and representation R² of a trained run (Gong et al. Fig. 4c, S6a)",
                         description="Fit a random forest on [pooled representation + descriptors] of a trained run (its data and split) "
@@ -191,14 +207,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from crystalgnn.config import RunConfig, defaults_for, replace
+    from crystalgnn.config import RunConfig, replace
 
     if args.config:
         cfg = RunConfig.load(args.config)
         if args.model and args.model != cfg.model.name:
             raise SystemExit(f"--config is a {cfg.model.name} run; drop --model {args.model} or the --config")
     else:
-        cfg = defaults_for(args.model or "cgcnn")
+        cfg = model_config_from_args(args)
     split = tuple(float(x) for x in args.split.split(",")) if args.split else None
     if split is not None and len(split) != 3:
         raise SystemExit("--split takes three fractions: train,val,test (e.g. 0.6,0.2,0.2)")
@@ -266,12 +282,11 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
 
 def _cmd_probe(args: argparse.Namespace) -> int:
     from crystalgnn.analysis.probe import ProbeSettings, run_probe
-    from crystalgnn.config import RunConfig, replace
+    from crystalgnn.config import replace
     from crystalgnn.training.hybrid import resolve_descriptor_names
 
-    cfg = RunConfig()
-    cfg = dataclasses.replace(cfg, model=replace(cfg.model, name=args.model),
-                              train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads))
+    cfg = model_config_from_args(args)
+    cfg = dataclasses.replace(cfg, train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads))
     settings = ProbeSettings(
         descriptors=resolve_descriptor_names(args.descriptors) if args.descriptors else (),
         low_symmetry=not args.all_symmetries, max_structures=args.max_structures, seed=args.seed, joint=not args.separate,

@@ -59,16 +59,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n-structures", type=int, default=_DEFAULTS.n_structures, help=f"chains per dataset ({_DEFAULTS.n_structures})")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"seed of the split and the training ({_DEFAULTS.seed})")
     p.add_argument("--data-seed", type=int, default=_DEFAULTS.data_seed, help=f"seed of the chain generator ({_DEFAULTS.data_seed})")
-    p.add_argument("--model", default=_DEFAULTS.model, help=f"model name ({_DEFAULTS.model})")
+    p.add_argument("--model", default=_DEFAULTS.model, help=f"cgcnn or alignn ({_DEFAULTS.model}); alignn runs the variants default, nbr18, sum, site-sum")
     p.add_argument("--threads", type=int, default=_DEFAULTS.threads, help="torch CPU threads (0: all cores)")
     p.add_argument("--cache-dir", default="default", help="graph cache folder (default: $CRYSTALGNN_CACHE or ~/.cache/crystalgnn)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per cell is still printed)")
+    from crystalgnn.cli import add_alignn_args
+
+    add_alignn_args(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from crystalgnn.analysis.periodicity import markdown_table, run_periodicity
+    from crystalgnn.cli import model_config_from_args
 
     try:
         study = PeriodicityStudy(
@@ -76,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
             epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, data_seed=args.data_seed,
             model=args.model, threads=args.threads,
         )
-        table = run_periodicity(args.out, study, cache_dir=args.cache_dir, progress=not args.quiet, echo=True)
+        table = run_periodicity(args.out, study, cache_dir=args.cache_dir, progress=not args.quiet, echo=True,
+                                base_config=model_config_from_args(args))
     except ValueError as err:
         print(f"crystalgnn periodicity: error: {err}", file=sys.stderr)
         return 2

@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crystalgnn.config import RunConfig
+from crystalgnn.config import MODEL_NAMES, RunConfig, defaults_for
 
 log = logging.getLogger("crystalgnn.periodicity")
 
@@ -180,6 +180,10 @@ class PeriodicityStudy:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; choose from {list(MODEL_NAMES)}")
+        if self.model != "cgcnn" and "conv8" in self.variants:
+            raise ValueError("the conv8 variant changes CGCNN's convolutions; for ALIGNN choose among default, nbr18, sum, site-sum")
         if not self.datasets or not self.variants:
             raise ValueError("a study needs at least one dataset and one variant")
         if len(set(self.datasets)) != len(self.datasets) or len(set(self.variants)) != len(self.variants):
@@ -208,10 +212,10 @@ def dataset_spec(dataset: str, study: PeriodicityStudy) -> str:
 
 
 def cell_config(variant: str, study: PeriodicityStudy, base_config: RunConfig | None = None) -> RunConfig:
-    """The run configuration of one cell: ``base_config`` (default: all defaults, i.e. CGCNN's),
+    """The run configuration of one cell: ``base_config`` (default: the defaults of the study's model),
     the study's training settings (epochs, batch size, seed, split, threads, model name), then the
     variant's overrides."""
-    base = base_config or RunConfig()
+    base = base_config or defaults_for(study.model)
     train = dataclasses.replace(
         base.train, epochs=study.epochs, batch_size=study.batch_size, seed=study.seed,
         split_fractions=study.split_fractions, split_file="", kfold=0, threads=study.threads,
