@@ -46,13 +46,14 @@ Caveats:
 Usage::
 
     python benchmarks/alignn_peer.py                                 # 20 epochs, all 3,191 crystals
-    python benchmarks/alignn_peer.py --only ours                     # reuse a matching peer.json
+    python benchmarks/alignn_peer.py --only ours --precision bf16-mixed  # reuse the matching peer run
     python benchmarks/alignn_peer.py --max-items 200 --epochs 2 --hidden 64 \\
         --alignn-layers 1 --gcn-layers 1 --threads 1 --ours-model cgcnn   # smoke test
 
-Results: ``benchmarks/results/alignn_peer.json`` (table + both sides' JSON) and, per side,
-``benchmarks/results/alignn_peer/{peer,ours-<model>}.json``; ours' run directory is
-``benchmarks/results/alignn_peer/run-ours-<model>``.
+Results: ``benchmarks/results/alignn_peer-<size>-<precision>.json`` (table + both sides' JSON;
+size = ``h<hidden>-l<alignn>+<gcn>-e<epochs>-n<max items>``) and, per side,
+``benchmarks/results/alignn_peer/{peer-<size>,ours-<model>-<size>-<precision>}.json``; ours' run
+directory is ``benchmarks/results/alignn_peer/run-ours-<model>``.
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ def ours_config(args: argparse.Namespace, split_file: Path) -> Any:
         data=DataConfig(transform="log10", on_error="skip"),
         train=dataclasses.replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                   weight_decay=args.weight_decay, threads=args.threads, split_file=str(split_file),
-                                  seed=args.seed),
+                                  seed=args.seed, precision=args.precision),
     )
 
 
@@ -373,6 +374,7 @@ def side_command(args: argparse.Namespace, side: str, out: Path) -> list[str]:
                 "--target-column", str(G_COLUMN), "--transform", "log10", *common, *widths, "--out", str(out)]
     return [sys.executable, str(Path(__file__).resolve()), "--ours-only", "--ours-out", str(out),
             "--split-file", str(args.split_file), "--ours-model", args.ours_model, "--max-items", str(args.max_items),
+            "--precision", args.precision,
             *common, *widths]
 
 
@@ -462,7 +464,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--alignn-layers", type=int, default=4)
     parser.add_argument("--gcn-layers", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate = one-cycle maximum")
+    parser.add_argument("--lr", type=float, default=1e-2, help="AdamW learning rate = one-cycle maximum")
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides; our graph-building workers")
     parser.add_argument("--max-items", type=int, default=0, help="seeded random subset of the crystals (0: all 3,191)")
@@ -471,6 +473,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="run one side; the other is taken from its saved JSON if that used the same settings")
     parser.add_argument("--ours-model", choices=["alignn", "cgcnn"], default="alignn",
                         help="our model (cgcnn: a pipeline check while ours' ALIGNN is not ready)")
+    parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32",
+                        help="our training precision (the peer trains in float32; bf16-mixed: autocast to bfloat16)")
     parser.add_argument("--ours-only", action="store_true", help="internal: run our side in this process")
     parser.add_argument("--ours-out", type=Path, help="internal: JSON written by --ours-only")
     parser.add_argument("--split-file", type=Path, default=OUT / "split.csv", help="internal: the id,split file")
@@ -493,7 +497,8 @@ def main(argv: list[str] | None = None) -> None:
     import hashlib
 
     shared["split_sha1"] = hashlib.sha1(split_ids.encode()).hexdigest()
-    peer_out, ours_out = OUT / "peer.json", OUT / f"ours-{args.ours_model}.json"
+    size = f"h{args.hidden}-l{args.alignn_layers}+{args.gcn_layers}-e{args.epochs}-n{args.max_items}"
+    peer_out, ours_out = OUT / f"peer-{size}.json", OUT / f"ours-{args.ours_model}-{size}-{args.precision}.json"
     results: dict[str, Any] = {"machine": machine_info(), "settings": {**vars(args), "shared": shared}, "split": split}
     results["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in results["settings"].items()}
 
@@ -525,7 +530,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: reused {side['reused_from']} (same settings and split)")
     results.update(ours=ours, peer=peer, comparison=verdict, table=[list(r) for r in rows],
                    peak_rss_mb_orchestrator=peak_rss_mb())
-    path = write_results("alignn_peer.json", results)
+    path = write_results(f"alignn_peer-{size}-{args.precision}.json", results)
     print(f"\nwritten {path}")
 
 

@@ -10,7 +10,7 @@ For each task, on one seeded 60/20/20 split, the same crystals are learned by:
 * for extensive per-cell targets also ``cgcnn-sum`` / ``de-cgcnn-sum`` (sum pooling) and
   ``cgcnn-per-atom`` (learn target / atoms, mean pooling, report per cell) — Table 2;
 * ``alignn`` / ``de-alignn`` (on request, ``--variants``): ALIGNN with its reference training
-  settings (AdamW lr 1e-3, weight decay 1e-5, one-cycle) and the same epochs and batch size, plain
+  settings (AdamW peak lr 1e-2, weight decay 1e-5, one-cycle) and the same epochs and batch size, plain
   and with the descriptors (Gong et al.'s de-ALIGNN); ``--alignn-hidden`` etc. set its size.
 
 Tasks and the paper's MAE/MAD (Table S1, CGCNN → de-CGCNN):

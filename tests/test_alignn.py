@@ -189,7 +189,7 @@ def test_reference_defaults_and_a_clear_error_without_line_graphs():
     assert (a.alignn_layers, a.gcn_layers, a.hidden_features, a.embedding_features, a.edge_bins, a.angle_bins) == (4, 4, 256, 64, 80, 40)
     assert (cfg.graph.strategy, cfg.graph.max_neighbors, cfg.graph.cutoff, cfg.graph.line_graph) == ("knn", 12, 8.0, True)
     t = cfg.train
-    assert (t.optimizer, t.scheduler, t.batch_size, t.lr, t.weight_decay, t.epochs) == ("adamw", "onecycle", 64, 1e-3, 1e-5, 300)
+    assert (t.optimizer, t.scheduler, t.batch_size, t.lr, t.weight_decay, t.epochs) == ("adamw", "onecycle", 64, 1e-2, 1e-5, 300)
     broken = dataclasses.replace(cfg, graph=GraphConfig(strategy="knn"))
     with pytest.raises(ValueError, match="line graphs"):
         broken.check()
@@ -263,3 +263,16 @@ def test_probe_and_periodicity_take_alignn(elasticity_slice, tmp_path, capsys):
     summary = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert summary["model"] == "alignn" and "crystal_system_accuracy_alignn" in summary
     capsys.readouterr()
+
+
+def test_bf16_mixed_training_predicts_in_float32(elasticity_slice, tmp_path):
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    cfg = _config()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, precision="bf16-mixed", epochs=1))
+    train(data, tmp_path / "run", cfg, progress=False)
+    model = load_model(tmp_path / "run")
+    assert model.cfg.train.precision == "bf16-mixed"
+    saved = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
+    fresh = model.predict([elasticity_slice / f"{i}.cif" for i in saved["id"].astype(str)])
+    assert fresh["target1"].dtype == np.float32
+    np.testing.assert_array_equal(fresh["target1"].to_numpy(), saved["pred_target1"].to_numpy().astype(np.float32))

@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--transform", choices=["none", "log10"], default="log10")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--weight-decay", type=float, default=1e-5)
     parser.add_argument("--loss", choices=["mse", "l1"], default="mse", help="mse (as ours); the package's loop uses l1")
     parser.add_argument("--hidden", type=int, default=256)

@@ -110,7 +110,7 @@ def _build_parser() -> argparse.ArgumentParser:
     o.add_argument("--epochs", type=int, help="training epochs (CGCNN 100, ALIGNN 300)")
     o.add_argument("--batch-size", type=int, help="crystals per batch (CGCNN 256, ALIGNN 64)")
     o.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="(adamw)")
-    o.add_argument("--lr", type=float, help="peak learning rate (CGCNN 3e-3, ALIGNN 1e-3)")
+    o.add_argument("--lr", type=float, help="peak learning rate (CGCNN 3e-3, ALIGNN 1e-2)")
     o.add_argument("--weight-decay", type=float, help="(CGCNN 0, ALIGNN 1e-5)")
     o.add_argument("--scheduler", choices=["onecycle", "cosine", "multistep", "none"], help="learning-rate schedule (onecycle)")
     o.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
@@ -126,6 +126,8 @@ def _build_parser() -> argparse.ArgumentParser:
     o.add_argument("--strategy", help="Lightning strategy, e.g. ddp (auto)")
     o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
     o.add_argument("--threads", type=int, help="torch CPU threads (0: all cores)")
+    o.add_argument("--precision", choices=["32", "bf16-mixed"],
+                   help="32 (default) or bf16-mixed: products and activations in bfloat16, weights in float32 (~2× faster ALIGNN on CPUs with AVX-512 BF16 and on GPUs)")
 
     pr = sub.add_parser("predict", help="predict structures with a trained run",
                         description="Predict structures with the graph and feature settings of training. Output order = input order.")
@@ -239,7 +241,7 @@ def _config_from_args(args: argparse.Namespace):
                       weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience, max_minutes=args.max_minutes,
                       seed=args.seed, split_fractions=split, split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-                      num_workers=args.num_workers, threads=args.threads, init_from=args.init_from,
+                      num_workers=args.num_workers, threads=args.threads, precision=args.precision, init_from=args.init_from,
                       freeze_encoder=args.freeze_encoder),
     )
 

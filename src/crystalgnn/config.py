@@ -167,6 +167,10 @@ class TrainConfig:
     strategy: str = "auto"
     num_workers: int = 0
     threads: int = 0
+    #: Lightning precision of training: "32" or "bf16-mixed" (matrix products and activations in
+    #: bfloat16 under autocast, weights and optimizer in float32; about 1.9× faster ALIGNN steps on
+    #: a CPU with AVX-512 BF16, and on GPUs with bfloat16). Prediction always runs in float32.
+    precision: Literal["32", "bf16-mixed"] = "32"
     #: A finished run directory whose weights start this run (every tensor of matching name
     #: and shape is copied; the head is new when its width changed).
     init_from: str = ""
@@ -215,8 +219,9 @@ def defaults_for(model: str) -> RunConfig:
 
     ``cgcnn``: radius graph (8 Å, 12 neighbours), Gaussian bonds, the CGCNN defaults of
     :class:`ModelConfig` and :class:`TrainConfig`. ``alignn``: k-nearest graph (12, growing cutoff)
-    with its line graph, :class:`ALIGNNConfig`, and the paper's AdamW (lr 1e-3, weight decay 1e-5)
-    with a one-cycle schedule, batch 64, 300 epochs.
+    with its line graph, :class:`ALIGNNConfig`, and the reference AdamW (peak lr 1e-2 as in its
+    ``TrainingConfig``; on mp_elasticity3k it beat 1e-3 after 10 epochs, val MAE 0.096 vs 0.112;
+    weight decay 1e-5 as in the paper) with a one-cycle schedule, batch 64, 300 epochs.
     """
     if model == "cgcnn":
         return RunConfig()
@@ -224,7 +229,7 @@ def defaults_for(model: str) -> RunConfig:
         return RunConfig(
             graph=GraphConfig(strategy="knn", line_graph=True),
             model=ModelConfig(name="alignn"),
-            train=TrainConfig(epochs=300, batch_size=64, optimizer="adamw", lr=1e-3, weight_decay=1e-5, scheduler="onecycle"),
+            train=TrainConfig(epochs=300, batch_size=64, optimizer="adamw", lr=1e-2, weight_decay=1e-5, scheduler="onecycle"),
         )
     raise ValueError(f"unknown model {model!r}; available: {', '.join(MODEL_NAMES)}")
 

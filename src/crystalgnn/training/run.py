@@ -233,6 +233,7 @@ def train(
             accelerator=t.accelerator,
             devices=t.devices,
             strategy=t.strategy,
+            precision=t.precision,
             callbacks=callbacks,
             logger=CSVLogger(run_dir, name="logs", version=""),
             plugins=[SafetensorsCheckpointIO()],
