@@ -338,6 +338,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         "triplets_per_crystal": None if triplets is None else float(triplets.mean()),
         "edges_per_atom": float(store.num_edges.sum() / n_atoms),
         "triplets_per_atom": None if triplets is None else float(triplets.sum() / n_atoms),
+        "cached_bytes_per_crystal": store.nbytes_per_graph(),
         "graph_seconds": graph_seconds,
         "train_seconds": train_seconds,
         "train_seconds_source": "Lightning Trainer.fit" if fit_seconds else "whole train() call",

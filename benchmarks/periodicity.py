@@ -17,6 +17,8 @@ Usage::
     python benchmarks/periodicity.py --epochs 25                  # the full 16-cell study
     python benchmarks/periodicity.py --datasets short-single long-single --variants default sum \
         --epochs 150 --out benchmarks/results/periodicity-150
+    python benchmarks/periodicity.py --model alignn --hidden 64 --datasets short-single long-single \
+        --variants default sum --epochs 25 --out benchmarks/results/periodicity-alignn
 
 Cost (1 torch thread, 2-core machine shared with ~3 other busy processes): 25 epochs of all 16
 cells took 46 min; the long-chain cells are ~85 % of it (long-mixed/conv8 alone 11 min). One
@@ -32,6 +34,7 @@ machine) goes to ``benchmarks/results/periodicity.json`` (``<out name>.json``, p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -45,7 +48,7 @@ from _common import (
     write_results,
 )
 
-from crystalgnn.analysis.periodicity import (
+from crystalgnn.analysis.periodicity import (  # noqa: E402
     DATASETS,
     VARIANTS,
     PeriodicityStudy,
@@ -53,6 +56,7 @@ from crystalgnn.analysis.periodicity import (
     paper_findings,
     run_periodicity,
 )
+from crystalgnn.config import defaults_for  # noqa: E402
 
 #: Findings the benchmark grades; the others are printed for information.
 GRADED = ("short-mean-learnable", "long-mean-worse", "long-sum-beats-mean", "mixed-sum-gain-smaller")
@@ -67,7 +71,8 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(defaults.datasets))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(defaults.variants))
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--model", default=defaults.model)
+    parser.add_argument("--model", default=defaults.model, choices=["cgcnn", "alignn"])
+    parser.add_argument("--hidden", type=int, default=256, help="ALIGNN width (reference 256)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared 2-core machine, 2 threads ran 7x slower per step than 1 "
                              "while another process was busy)")
@@ -82,7 +87,9 @@ def main() -> int:
     )
     info = machine_info()
     start = time.perf_counter()
-    table = run_periodicity(args.out, study, cache_dir=args.graph_cache, progress=args.progress, echo=True)
+    base = defaults_for(args.model)
+    base = dataclasses.replace(base, model=dataclasses.replace(base.model, alignn=dataclasses.replace(base.model.alignn, hidden_features=args.hidden)))
+    table = run_periodicity(args.out, study, cache_dir=args.graph_cache, progress=args.progress, echo=True, base_config=base)
     wall = time.perf_counter() - start
 
     print()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALIGNNConfig",
     "CrystalDataset",
     "DatasetError",
     "FeatureConfig",
@@ -24,6 +25,7 @@ __all__ = [
     "DataConfig",
     "RunConfig",
     "TrainConfig",
+    "defaults_for",
     "load_dataset",
     "load_model",
     "train",
@@ -31,6 +33,7 @@ __all__ = [
 
 # Heavy modules (torch, lightning, pymatgen) load on first use, so `crystalgnn --help` is instant.
 _LAZY = {
+    "ALIGNNConfig": "crystalgnn.config",
     "CrystalDataset": "crystalgnn.data.records",
     "DatasetError": "crystalgnn.errors",
     "FeatureConfig": "crystalgnn.config",
@@ -39,6 +42,7 @@ _LAZY = {
     "DataConfig": "crystalgnn.config",
     "RunConfig": "crystalgnn.config",
     "TrainConfig": "crystalgnn.config",
+    "defaults_for": "crystalgnn.config",
     "load_dataset": "crystalgnn.io",
     "load_model": "crystalgnn.predict",
     "train": "crystalgnn.training.run",
@@ -54,7 +58,16 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from crystalgnn.config import DataConfig, FeatureConfig, GraphConfig, ModelConfig, RunConfig, TrainConfig
+    from crystalgnn.config import (
+        ALIGNNConfig,
+        DataConfig,
+        FeatureConfig,
+        GraphConfig,
+        ModelConfig,
+        RunConfig,
+        TrainConfig,
+        defaults_for,
+    )
     from crystalgnn.data.records import CrystalDataset
     from crystalgnn.errors import DatasetError
     from crystalgnn.io import load_dataset
