@@ -13,8 +13,8 @@ both CGCNN and the composition-only model (Fig. 2c).
 Usage::
 
     python benchmarks/probe.py --max-structures 10000 --epochs 20
-    python benchmarks/probe.py --model alignn --hidden 64 --max-structures 2000 --out benchmarks/results/probe-alignn-2000
-    python benchmarks/probe.py --model cgcnn --max-structures 2000 --out benchmarks/results/probe-cgcnn-2000
+    python benchmarks/probe.py --model alignn --hidden 64 --max-structures 1500 --out benchmarks/results/probe-1500-alignn
+    python benchmarks/probe.py --model cgcnn --max-structures 1500 --out benchmarks/results/probe-1500-cgcnn
 
 The same ``--max-structures`` and ``--seed`` give the same structures and split for every model,
 so two runs compare directly (the paper finds ALIGNN better on the lattice lengths a, b, c).
@@ -69,7 +69,8 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(json.dumps(summary, indent=2))
     print(f"total {seconds / 60:.1f} min")
-    write_results(f"{args.out.name}-{args.model}.json", {"machine": machine_info(), "seconds": seconds, "summary": summary,
+    name = args.out.name if args.model in args.out.name else f"{args.out.name}-{args.model}"
+    write_results(f"{name}.json", {"machine": machine_info(), "seconds": seconds, "summary": summary,
                                           "table": table.to_dict(orient="records")})
 
 

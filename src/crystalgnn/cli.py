@@ -127,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
     o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
     o.add_argument("--threads", type=int, help="torch CPU threads (0: all cores)")
     o.add_argument("--precision", choices=["32", "bf16-mixed"],
-                   help="32 (default) or bf16-mixed: products and activations in bfloat16, weights in float32 (~2× faster ALIGNN on CPUs with AVX-512 BF16 and on GPUs)")
+                   help="32 (default) or bf16-mixed: products and activations in bfloat16, weights in float32 (ALIGNN trained 1.3-2.4x faster on a CPU with AVX-512 BF16; also for GPUs with bfloat16)")
 
     pr = sub.add_parser("predict", help="predict structures with a trained run",
                         description="Predict structures with the graph and feature settings of training. Output order = input order.")

@@ -168,8 +168,8 @@ class TrainConfig:
     num_workers: int = 0
     threads: int = 0
     #: Lightning precision of training: "32" or "bf16-mixed" (matrix products and activations in
-    #: bfloat16 under autocast, weights and optimizer in float32; about 1.9× faster ALIGNN steps on
-    #: a CPU with AVX-512 BF16, and on GPUs with bfloat16). Prediction always runs in float32.
+    #: bfloat16 under autocast, weights and optimizer in float32; ALIGNN trained 1.3–2.4× faster on
+    #: a CPU with AVX-512 BF16; also for GPUs with bfloat16). Prediction always runs in float32.
     precision: Literal["32", "bf16-mixed"] = "32"
     #: A finished run directory whose weights start this run (every tensor of matching name
     #: and shape is copied; the head is new when its width changed).
