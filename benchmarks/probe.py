@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--model", default="cgcnn", choices=["cgcnn", "alignn"])
     parser.add_argument("--hidden", type=int, default=256, help="ALIGNN width (reference 256)")
     parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32", help="training precision")
+    parser.add_argument("--no-crystal-system", action="store_true", help="skip the crystal-system classifier (half the cost)")
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "probe")
     args = parser.parse_args()
@@ -61,7 +62,7 @@ def main() -> None:
         model=dataclasses.replace(cfg.model, alignn=dataclasses.replace(cfg.model.alignn, hidden_features=args.hidden)),
         train=dataclasses.replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads, precision=args.precision),
     )
-    settings = ProbeSettings(max_structures=args.max_structures, seed=args.seed)
+    settings = ProbeSettings(max_structures=args.max_structures, seed=args.seed, crystal_system=not args.no_crystal_system)
     start = time.perf_counter()
     table = run_probe(data, args.out, settings, cfg, progress=False)
     seconds = time.perf_counter() - start

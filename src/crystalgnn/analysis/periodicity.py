@@ -120,7 +120,8 @@ class Variant:
 #: neighbours within 8 Å, 3 gated convolutions, mean pooling).
 VARIANTS: dict[str, Variant] = {
     "default": Variant(
-        "CGCNN defaults: 12 neighbours within 8 Å, 3 convolutions, mean pooling",
+        "the model's defaults (CGCNN: 12 neighbours within 8 Å, 3 convolutions, mean pooling; "
+        "ALIGNN: kNN-12 graph and line graph, 4 + 4 layers, mean pooling)",
         "Fig. 3e/3f (and the reference bars of Fig. 3g/3h)",
     ),
     "conv8": Variant(
