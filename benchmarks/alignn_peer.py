@@ -230,7 +230,8 @@ def ours_config(args: argparse.Namespace, split_file: Path) -> Any:
     cfg = defaults_for(args.ours_model)
     if args.ours_model == "alignn":
         alignn = dataclasses.replace(cfg.model.alignn, hidden_features=args.hidden, embedding_features=args.embedding,
-                                     alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers)
+                                     alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
+                                     norm=args.norm or cfg.model.alignn.norm)
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, alignn=alignn))
     return dataclasses.replace(
         cfg,
@@ -375,7 +376,7 @@ def side_command(args: argparse.Namespace, side: str, out: Path) -> list[str]:
                 "--target-column", str(G_COLUMN), "--transform", "log10", *common, *widths, "--out", str(out)]
     return [sys.executable, str(Path(__file__).resolve()), "--ours-only", "--ours-out", str(out),
             "--split-file", str(args.split_file), "--ours-model", args.ours_model, "--max-items", str(args.max_items),
-            "--precision", args.precision,
+            "--precision", args.precision, *(["--norm", args.norm] if args.norm else []),
             *common, *widths]
 
 
@@ -476,6 +477,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="our model (cgcnn: a pipeline check while ours' ALIGNN is not ready)")
     parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32",
                         help="our training precision (the peer trains in float32; bf16-mixed: autocast to bfloat16)")
+    parser.add_argument("--norm", choices=["batch", "layer"],
+                        help="our ALIGNN's normalization (default: ALIGNNConfig's; the peer always uses layer norm)")
     parser.add_argument("--ours-only", action="store_true", help="internal: run our side in this process")
     parser.add_argument("--ours-out", type=Path, help="internal: JSON written by --ours-only")
     parser.add_argument("--split-file", type=Path, default=OUT / "split.csv", help="internal: the id,split file")

@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--alignn-hidden", type=int, default=256, help="ALIGNN width (reference 256)")
     parser.add_argument("--alignn-layers", type=int, default=4, help="ALIGNN layers (4)")
     parser.add_argument("--gcn-layers", type=int, default=4, help="ALIGNN's edge-gated layers after them (4)")
+    parser.add_argument("--alignn-norm", choices=["batch", "layer"], help="ALIGNN normalization (default: ALIGNNConfig's)")
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hybrid")
     parser.add_argument("--results", default="hybrid.json", help="name of the summary JSON in benchmarks/results (hybrid.json)")
@@ -123,7 +124,8 @@ def main() -> None:
 
     reference = defaults_for("alignn")
     alignn = dataclasses.replace(reference, model=dataclasses.replace(reference.model, alignn=dataclasses.replace(
-        reference.model.alignn, hidden_features=args.alignn_hidden, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers)))
+        reference.model.alignn, hidden_features=args.alignn_hidden, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
+        norm=args.alignn_norm or reference.model.alignn.norm)))
     rows, results = [], {"machine": machine_info(), "epochs": args.epochs, "tasks": {}}
     for task in args.tasks:
         variants = args.variants.split(",") if args.variants else BASE_VARIANTS + (EXTENSIVE_VARIANTS if task in EXTENSIVE else [])

@@ -73,6 +73,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--model", default=defaults.model, choices=["cgcnn", "alignn"])
     parser.add_argument("--hidden", type=int, default=256, help="ALIGNN width (reference 256)")
+    parser.add_argument("--norm", choices=["batch", "layer"], help="ALIGNN normalization (default: ALIGNNConfig's, layer)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared 2-core machine, 2 threads ran 7x slower per step than 1 "
                              "while another process was busy)")
@@ -88,7 +89,8 @@ def main() -> int:
     info = machine_info()
     start = time.perf_counter()
     base = defaults_for(args.model)
-    base = dataclasses.replace(base, model=dataclasses.replace(base.model, alignn=dataclasses.replace(base.model.alignn, hidden_features=args.hidden)))
+    alignn = dataclasses.replace(base.model.alignn, hidden_features=args.hidden, norm=args.norm or base.model.alignn.norm)
+    base = dataclasses.replace(base, model=dataclasses.replace(base.model, alignn=alignn))
     table = run_periodicity(args.out, study, cache_dir=args.graph_cache, progress=args.progress, echo=True, base_config=base)
     wall = time.perf_counter() - start
 

@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", default="cgcnn", choices=["cgcnn", "alignn"])
     parser.add_argument("--hidden", type=int, default=256, help="ALIGNN width (reference 256)")
+    parser.add_argument("--norm", choices=["batch", "layer"], help="ALIGNN normalization (default: ALIGNNConfig's, layer)")
     parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32", help="training precision")
     parser.add_argument("--no-crystal-system", action="store_true", help="skip the crystal-system classifier (half the cost)")
     parser.add_argument("--seed", type=int, default=123)
@@ -59,7 +60,8 @@ def main() -> None:
     cfg = defaults_for(args.model)
     cfg = dataclasses.replace(
         cfg,
-        model=dataclasses.replace(cfg.model, alignn=dataclasses.replace(cfg.model.alignn, hidden_features=args.hidden)),
+        model=dataclasses.replace(cfg.model, alignn=dataclasses.replace(cfg.model.alignn, hidden_features=args.hidden,
+                                                                        norm=args.norm or cfg.model.alignn.norm)),
         train=dataclasses.replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads, precision=args.precision),
     )
     settings = ProbeSettings(max_structures=args.max_structures, seed=args.seed, crystal_system=not args.no_crystal_system)

@@ -190,6 +190,7 @@ def test_reference_defaults_and_a_clear_error_without_line_graphs():
     assert (cfg.graph.strategy, cfg.graph.max_neighbors, cfg.graph.cutoff, cfg.graph.line_graph) == ("knn", 12, 8.0, True)
     t = cfg.train
     assert (t.optimizer, t.scheduler, t.batch_size, t.lr, t.weight_decay, t.epochs) == ("adamw", "onecycle", 64, 1e-2, 1e-5, 300)
+    assert a.norm == "layer"  # batch norm breaks down on degenerate inputs (README, Known limits)
     broken = dataclasses.replace(cfg, graph=GraphConfig(strategy="knn"))
     with pytest.raises(ValueError, match="line graphs"):
         broken.check()

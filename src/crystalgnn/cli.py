@@ -50,7 +50,7 @@ def add_alignn_args(p: argparse.ArgumentParser) -> None:
     a.add_argument("--gcn-layers", type=int, help="edge-gated convolutions on the atom graph after them (4)")
     a.add_argument("--hidden", type=int, help="width of atom, bond and angle vectors (256)")
     a.add_argument("--embedding", type=int, help="width of the first bond/angle embedding layer (64)")
-    a.add_argument("--norm", choices=["batch", "layer"], help="normalization in convolutions and embeddings (batch, as in the paper)")
+    a.add_argument("--norm", choices=["batch", "layer"], help="normalization in convolutions and embeddings: layer (default) or batch (the paper's; breaks down on 1D chains)")
 
 
 def model_config_from_args(args: argparse.Namespace):

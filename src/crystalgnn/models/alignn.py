@@ -8,7 +8,8 @@ Inputs: atoms :math:`h_i^0 = \mathrm{MLP}(v_i)` (CGCNN's 92-dim element vector, 
 per-element embedding); bonds :math:`e_{ij}^0 = \mathrm{MLP}(\mathrm{MLP}(\mathrm{RBF}(d_{ij})))`
 (80 centres on 0–8 Å); angles :math:`t_{ijk}^0 = \mathrm{MLP}(\mathrm{MLP}(\mathrm{RBF}(\cos\theta_{ijk})))`
 (40 centres on −1…1). RBF: :math:`\exp(-(u - \mu_k)^2 / \Delta)`, Δ the spacing of the centres;
-MLP: Linear → norm → SiLU, widths 64 (embedding) then 256 (hidden).
+MLP: Linear → norm → SiLU, widths 64 (embedding) then 256 (hidden). Norm: layer norm by default
+(the reference package's current models); the paper's batch norm with ``norm="batch"``.
 
 Edge-gated graph convolution (Dwivedi et al.; ALIGNN Eqs. 1–3), messages from j to i:
 
@@ -26,7 +27,7 @@ several targets, and Gong et al.'s de-ALIGNN (descriptors concatenated after poo
 has ``descriptor_head_layers`` SiLU layers of width hidden + descriptors, as in their code).
 
 Defaults (reference ``ALIGNNConfig`` and paper): 4 ALIGNN + 4 GCN layers, hidden 256, embedding
-64, 80 distance and 40 angle centres, batch norm. Training defaults (in
+64, 80 distance and 40 angle centres, layer norm. Training defaults (in
 :func:`crystalgnn.config.defaults_for`): AdamW peak lr 1e-2, weight decay 1e-5, one-cycle, batch 64,
 300 epochs, MSE.
 
@@ -74,7 +75,7 @@ class RBFExpansion(nn.Module):
 class MLPLayer(nn.Sequential):
     """Linear → norm → SiLU."""
 
-    def __init__(self, in_features: int, out_features: int, norm: Norm = "batch") -> None:
+    def __init__(self, in_features: int, out_features: int, norm: Norm = "layer") -> None:
         super().__init__(nn.Linear(in_features, out_features), _norm(out_features, norm), nn.SiLU())
 
 
@@ -84,7 +85,7 @@ class EdgeGatedConv(nn.Module):
     ``edge_index`` rows are (source j, target i); messages go j → i. Shapes: x (N, F), e (E, F).
     """
 
-    def __init__(self, features: int, norm: Norm = "batch") -> None:
+    def __init__(self, features: int, norm: Norm = "layer") -> None:
         super().__init__()
         self.features = features
         # One matrix for the four maps of atoms: W_s (gate, target side), W_d (gate, source side),
@@ -121,7 +122,7 @@ class EdgeGatedConv(nn.Module):
 class ALIGNNLayer(nn.Module):
     """Edge-gated convolution on the atom graph, then on the line graph (bonds as nodes)."""
 
-    def __init__(self, features: int, norm: Norm = "batch") -> None:
+    def __init__(self, features: int, norm: Norm = "layer") -> None:
         super().__init__()
         self.atom_conv = EdgeGatedConv(features, norm)
         self.bond_conv = EdgeGatedConv(features, norm)
@@ -147,7 +148,8 @@ class ALIGNN(nn.Module):
         embedding_features: width of the first bond/angle embedding layer (64).
         edge_bins, edge_max: distance RBF centres on [0, edge_max] Å (80, 8.0).
         angle_bins: angle-cosine RBF centres on [−1, 1] (40).
-        norm: ``"batch"`` (paper) or ``"layer"`` normalization in convolutions and embeddings.
+        norm: ``"layer"`` (default) or ``"batch"`` (paper) normalization in convolutions and
+            embeddings; batch norm breaks down in evaluation mode on degenerate inputs (1D chains).
         pooling: ``"mean"`` (default), ``"sum"`` or ``"site"``.
         head_layers: hidden SiLU layers of the head (0: a linear map, as the reference).
         dropout: dropout before the output layer (0).
@@ -168,7 +170,7 @@ class ALIGNN(nn.Module):
         edge_bins: int = 80,
         edge_max: float = 8.0,
         angle_bins: int = 40,
-        norm: Norm = "batch",
+        norm: Norm = "layer",
         pooling: Literal["mean", "sum", "site"] = "mean",
         head_layers: int = 0,
         dropout: float = 0.0,
