@@ -81,10 +81,12 @@ class ALIGNNConfig:
     spacing, then embedded by two MLP layers (→ ``embedding_features`` → ``hidden_features``).
     ``norm``: layer norm, as in the reference package's current pure-torch model; "batch" is the
     paper's batch norm, which breaks down in evaluation mode on degenerate inputs (1D chains, where
-    every bond angle is 0° or 180°: validation MAE 1e9 Å) and was no better on log10 G_VRH
-    (test MAE 0.0864 vs 0.0848 with layer norm, width 64, 40 epochs). ``head_layers``: hidden layers of the head after pooling (reference:
-    0, a single linear map); ``descriptor_head_layers`` replaces it when descriptors join
-    (Gong et al.'s de-ALIGNN: two layers of width hidden + descriptors).
+    every bond angle is 0° or 180°: validation MAE 1e9 Å) and was no better on log10 G_VRH (test
+    MAE 0.0864 vs 0.0848 with layer norm, width 64, 40 epochs).
+
+    ``head_layers``: hidden layers of the head after pooling (reference: 0, a single linear map);
+    ``descriptor_head_layers`` replaces it when descriptors join (Gong et al.'s de-ALIGNN: two
+    layers of width hidden + descriptors).
     """
 
     alignn_layers: int = 4
