@@ -209,14 +209,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from crystalgnn.config import RunConfig, replace
+    from crystalgnn.config import RunConfig, defaults_for, replace
 
     if args.config:
         cfg = RunConfig.load(args.config)
         if args.model and args.model != cfg.model.name:
             raise SystemExit(f"--config is a {cfg.model.name} run; drop --model {args.model} or the --config")
     else:
-        cfg = model_config_from_args(args)
+        cfg = defaults_for(args.model or "cgcnn")  # the flags, ALIGNN's size included, apply below
     split = tuple(float(x) for x in args.split.split(",")) if args.split else None
     if split is not None and len(split) != 3:
         raise SystemExit("--split takes three fractions: train,val,test (e.g. 0.6,0.2,0.2)")
