@@ -127,7 +127,7 @@ def run_ours(data_cache: Path, n: int | None, cache_dir: Path, workers: int,
     """load_dataset + build_graphs + Gaussian expansion, each step timed."""
     import torch
 
-    from crystalgnn.features.expansions import GaussianExpansion
+    from crystalgnn.models.blocks import GaussianExpansion
     from crystalgnn.graphs.cache import build_graphs
 
     t0 = time.perf_counter()

@@ -13,14 +13,15 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.core.operations import SymmOp
 
 from crystalgnn import cli
-from crystalgnn.config import ALIGNNConfig, DataConfig, GraphConfig, ModelConfig, RunConfig, defaults_for
+from crystalgnn.config import DataConfig, GraphConfig, ModelConfig, RunConfig, defaults_for
 from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.graphs.cache import build_graphs
 from crystalgnn.graphs.crystal_graph import build_graph
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.io import load_dataset
 from crystalgnn.models import build_model
-from crystalgnn.models.alignn import EdgeGatedConv, RBFExpansion
+from crystalgnn.models.alignn import ALIGNNConfig
+from crystalgnn.models.blocks import EdgeGatedConv, RBFExpansion
 from crystalgnn.predict import load_model
 from crystalgnn.training.run import train
 
@@ -45,7 +46,7 @@ def _batch(structures, cfg: GraphConfig = GRAPH):
 
 def _model(pooling="mean", descriptors=0, norm="batch"):
     torch.manual_seed(0)
-    cfg = RunConfig(graph=GRAPH, model=ModelConfig(name="alignn", pooling=pooling, alignn=dataclasses.replace(SMALL, norm=norm),
+    cfg = RunConfig(graph=GRAPH, model=ModelConfig(name="alignn", pooling=pooling, arch=dataclasses.replace(SMALL, norm=norm),
                                                    descriptors=("vpa", "density")[:descriptors]))
     model = build_model(cfg)
     for m in model.modules():  # non-trivial running statistics, so eval mode is not an identity
@@ -185,7 +186,7 @@ def test_descriptors_join_after_pooling():
 
 def test_reference_defaults_and_a_clear_error_without_line_graphs():
     cfg = defaults_for("alignn")
-    a = cfg.model.alignn
+    a = cfg.model.arch
     assert (a.alignn_layers, a.gcn_layers, a.hidden_features, a.embedding_features, a.edge_bins, a.angle_bins) == (4, 4, 256, 64, 80, 40)
     assert (cfg.graph.strategy, cfg.graph.max_neighbors, cfg.graph.cutoff, cfg.graph.line_graph) == ("knn", 12, 8.0, True)
     t = cfg.train
@@ -204,7 +205,7 @@ def _config(**model) -> RunConfig:
     return dataclasses.replace(
         base,
         data=DataConfig(transform="log10"),
-        model=dataclasses.replace(base.model, alignn=SMALL, **model),
+        model=dataclasses.replace(base.model, arch=SMALL, **model),
         train=dataclasses.replace(base.train, epochs=2, batch_size=16, threads=1),
     )
 
@@ -214,7 +215,7 @@ def test_train_save_load_predict_identical_with_descriptors(elasticity_slice, tm
     cfg = _config(descriptors=("vpa", "density", "mean_CN_Voronoi"))
     result = train(data, tmp_path / "run", cfg, progress=False)
     saved = RunConfig.load(tmp_path / "run" / "config.json")
-    assert saved.model.alignn == SMALL and saved.graph.line_graph and saved.model.name == "alignn"
+    assert saved.model.arch == SMALL and saved.graph.line_graph and saved.model.name == "alignn"
     assert set(result.metrics["test"]) == {"target0", "target1"}
     model = load_model(tmp_path / "run")
     predictions = pd.read_csv(tmp_path / "run" / "predictions_test.csv")

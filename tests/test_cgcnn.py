@@ -11,7 +11,7 @@ from crystalgnn.config import FeatureConfig, GraphConfig, ModelConfig, RunConfig
 from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.graphs.cache import build_graphs
 from crystalgnn.models import build_model
-from crystalgnn.models.cgcnn import CGCNN, LinearConv
+from crystalgnn.models.cgcnn import CGCNN, CGCNNConfig, LinearConv
 
 
 def _batch(structures, cfg: GraphConfig = GraphConfig()):
@@ -23,7 +23,7 @@ def _batch(structures, cfg: GraphConfig = GraphConfig()):
 
 def _model(pooling="mean", conv="gated", atom_features="cgcnn"):
     torch.manual_seed(0)
-    model = build_model(RunConfig(features=FeatureConfig(atom_features=atom_features), model=ModelConfig(pooling=pooling, conv=conv)))
+    model = build_model(RunConfig(features=FeatureConfig(atom_features=atom_features), model=ModelConfig(pooling=pooling, arch=CGCNNConfig(conv=conv))))
     # Non-trivial batch-norm statistics so that eval mode is not an identity map.
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm1d):

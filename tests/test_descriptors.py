@@ -244,7 +244,7 @@ def test_workers_match_serial() -> None:
 
 # ------------------------------------------------------------------------------ CLI
 def test_featurize_cli(tmp_path) -> None:
-    from crystalgnn.cli_featurize import add_parser, run
+    from crystalgnn.cli.featurize import add_parser, run
 
     source = require_data("mp_elasticity3k")
     folder = tmp_path / "cifs"

@@ -16,6 +16,7 @@ from crystalgnn.baselines import ForestConfig, train_forest
 from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from crystalgnn.descriptors import DESCRIPTOR_NAMES
 from crystalgnn.io import load_dataset
+from crystalgnn.models.cgcnn import CGCNNConfig
 from crystalgnn.predict import load_model
 from crystalgnn.training.checkpoint import load_weights
 from crystalgnn.training.hybrid import default_hybrid_descriptors, descriptor_statistics, resolve_descriptor_names
@@ -26,7 +27,7 @@ DESCRIPTORS = ("vpa", "density", "mean_avg_bond_len", "mean_CN_Voronoi", "a", "c
 
 def cfg(epochs: int = 3, descriptors: tuple[str, ...] = (), **changes) -> RunConfig:
     data = changes.pop("data", DataConfig(transform="log10"))
-    model = ModelConfig(atom_fea_len=16, n_conv=2, h_fea_len=16, descriptors=descriptors, **changes)
+    model = ModelConfig(arch=CGCNNConfig(atom_fea_len=16, n_conv=2, h_fea_len=16), descriptors=descriptors, **changes)
     return RunConfig(data=data, model=model, train=TrainConfig(epochs=epochs, batch_size=16, threads=1))
 
 
@@ -106,7 +107,7 @@ def test_per_atom_targets_are_extensive(elasticity_slice, tmp_path):
     state, _ = load_weights(tmp_path / "pa" / "model.safetensors")
     train_ids = pd.read_csv(tmp_path / "pa" / "predictions_train.csv")["id"].astype(str)
     per_atom = [data.targets[data.ids.index(i), 0] / len(data.sources[data.ids.index(i)].load()) for i in train_ids]
-    assert float(state["target_mean"][0]) == pytest.approx(np.mean(per_atom), rel=1e-5)
+    assert float(state["objective.normalizer.mean"][0]) == pytest.approx(np.mean(per_atom), rel=1e-5)
     cell = Structure.from_file(elasticity_slice / "3.cif")
     supercell = cell * (2, 2, 2)
     values = model.predict([cell, supercell])["target0"].to_numpy()
@@ -226,4 +227,4 @@ def test_sum_pooling_run_predicts_supercells_extensively(elasticity_slice, tmp_p
     state, _ = load_weights(tmp_path / "sum" / "model.safetensors")
     train_ids = pd.read_csv(tmp_path / "sum" / "predictions_train.csv")["id"].astype(str)
     per_atom = [data.targets[data.ids.index(i), 0] / len(data.sources[data.ids.index(i)].load()) for i in train_ids]
-    assert float(state["target_mean"][0]) == pytest.approx(np.mean(per_atom), rel=1e-5)
+    assert float(state["objective.normalizer.mean"][0]) == pytest.approx(np.mean(per_atom), rel=1e-5)

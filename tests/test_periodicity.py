@@ -9,12 +9,13 @@ import json
 import pandas as pd
 import pytest
 
-from crystalgnn import cli_periodicity
+from crystalgnn.cli import periodicity as cli_periodicity
 from crystalgnn.analysis import periodicity as P
 from crystalgnn.config import GraphConfig, ModelConfig, RunConfig, TrainConfig
+from crystalgnn.models.cgcnn import CGCNNConfig
 
 # A small model keeps every cell to a second or two; the variants still change what they should.
-SMALL = RunConfig(model=ModelConfig(atom_fea_len=16, h_fea_len=16))
+SMALL = RunConfig(model=ModelConfig(arch=CGCNNConfig(atom_fea_len=16, h_fea_len=16)))
 
 
 def tiny_study(**changes) -> P.PeriodicityStudy:
@@ -28,25 +29,27 @@ def test_variants_change_only_their_settings():
     default = P.cell_config("default", study)
     # default = CGCNN: 12 neighbours within 8 Å, 3 convolutions, mean pooling; paper's split and batch.
     assert default.graph == GraphConfig() and (default.graph.cutoff, default.graph.max_neighbors) == (8.0, 12)
-    assert (default.model.n_conv, default.model.pooling, default.model.name) == (3, "mean", "cgcnn")
+    assert (default.model.arch.n_conv, default.model.pooling, default.model.name) == (3, "mean", "cgcnn")
     assert default.train.split_fractions == (0.8, 0.1, 0.1) and default.train.batch_size == 64
-    assert default.train.epochs == study.epochs and default.features.gaussian_stop == 8.0
+    assert default.train.epochs == study.epochs and default.model.arch.gaussian_stop == 8.0
 
     def diff(a: RunConfig, b: RunConfig) -> dict:
         da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+        for d in (da, db):  # the model's own settings sit beside the shared ones
+            d["model"].update(d["model"].pop("arch"))
         return {(s, k): db[s][k] for s in da if isinstance(da[s], dict) for k in da[s] if da[s][k] != db[s][k]}
 
     assert diff(default, P.cell_config("conv8", study)) == {("model", "n_conv"): 8}
     assert diff(default, P.cell_config("nbr18", study)) == {
-        ("graph", "cutoff"): 12.0, ("graph", "max_neighbors"): 18, ("features", "gaussian_stop"): 12.0}
+        ("graph", "cutoff"): 12.0, ("graph", "max_neighbors"): 18, ("model", "gaussian_stop"): 12.0}
     assert diff(default, P.cell_config("sum", study)) == {("model", "pooling"): "sum"}
     # site-sum (Eq. 13 literally): per-site outputs on per-atom targets, i.e. ŷ = Σ_i FCN(a_i).
     assert diff(default, P.cell_config("site-sum", study)) == {("model", "pooling"): "site", ("data", "per_atom"): True}
     assert "site-sum" not in study.variants
     # The study's training settings override a base config; the rest of the base is kept.
-    base = RunConfig(model=ModelConfig(atom_fea_len=16), train=TrainConfig(lr=1e-3, epochs=999, batch_size=7))
+    base = RunConfig(model=ModelConfig(arch=CGCNNConfig(atom_fea_len=16)), train=TrainConfig(lr=1e-3, epochs=999, batch_size=7))
     cfg = P.cell_config("sum", P.PeriodicityStudy(epochs=5, model="cgcnn"), base)
-    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.model.atom_fea_len, cfg.model.pooling) == (5, 64, 1e-3, 16, "sum")
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.lr, cfg.model.arch.atom_fea_len, cfg.model.pooling) == (5, 64, 1e-3, 16, "sum")
 
 
 def test_study_validates_names():
@@ -70,7 +73,7 @@ def test_study_trains_every_cell_writes_outputs_and_resumes(tmp_path, monkeypatc
         cfg = json.loads((cell / "config.json").read_text())
         expected = {"default": (3, 8.0, 12, "mean"), "conv8": (8, 8.0, 12, "mean"),
                     "nbr18": (3, 12.0, 18, "mean"), "sum": (3, 8.0, 12, "sum")}[variant]
-        assert (cfg["model"]["n_conv"], cfg["graph"]["cutoff"], cfg["graph"]["max_neighbors"], cfg["model"]["pooling"]) == expected
+        assert (cfg["model"]["arch"]["n_conv"], cfg["graph"]["cutoff"], cfg["graph"]["max_neighbors"], cfg["model"]["pooling"]) == expected
         assert cfg["train"]["split_fractions"] == [0.8, 0.1, 0.1] and cfg["data"]["source"] == P.dataset_spec(dataset, study)
         assert (cell / "metrics.json").exists() and (cell / "predictions_test.csv").exists()
     for name in ("periodicity.csv", "periodicity.md", "parity_grid.png", "r2_bars.png", "study.json", "periodicity.log"):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from crystalgnn.config import GraphConfig, ModelConfig, RunConfig, TrainConfig
+from crystalgnn.models.cgcnn import CGCNNConfig
 from crystalgnn.data.splits import file_split, fraction_split, kfold_split
 
 
@@ -46,7 +47,7 @@ def test_file_split(tmp_path):
 
 
 def test_config_json_round_trip(tmp_path):
-    cfg = RunConfig(graph=GraphConfig(strategy="knn", cutoff=6.5), model=ModelConfig(pooling="site", n_conv=5),
+    cfg = RunConfig(graph=GraphConfig(strategy="knn", cutoff=6.5), model=ModelConfig(pooling="site", arch=CGCNNConfig(n_conv=5)),
                     train=TrainConfig(split_fractions=(0.8, 0.1, 0.1), milestones=(10, 20)))
     cfg.save(tmp_path / "config.json")
     assert RunConfig.load(tmp_path / "config.json") == cfg

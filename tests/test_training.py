@@ -15,6 +15,7 @@ from pymatgen.core import Lattice, Structure
 
 from crystalgnn import cli
 from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from crystalgnn.models.cgcnn import CGCNNConfig
 from crystalgnn.errors import DatasetError
 from crystalgnn.io import load_dataset
 from crystalgnn.predict import load_model
@@ -22,7 +23,7 @@ from crystalgnn.training.run import train
 
 from conftest import require_data
 
-TINY_MODEL = ModelConfig(atom_fea_len=16, n_conv=2, h_fea_len=16)
+TINY_MODEL = ModelConfig(arch=CGCNNConfig(atom_fea_len=16, n_conv=2, h_fea_len=16))
 
 
 def tiny(epochs: int = 2, **model) -> RunConfig:

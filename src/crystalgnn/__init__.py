@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALIGNNConfig",
+    "CGCNNConfig",
     "CrystalDataset",
     "DatasetError",
     "FeatureConfig",
@@ -28,12 +29,15 @@ __all__ = [
     "defaults_for",
     "load_dataset",
     "load_model",
+    "registry",
     "train",
 ]
 
 # Heavy modules (torch, lightning, pymatgen) load on first use, so `crystalgnn --help` is instant.
 _LAZY = {
-    "ALIGNNConfig": "crystalgnn.config",
+    "ALIGNNConfig": "crystalgnn.models.alignn",
+    "CGCNNConfig": "crystalgnn.models.cgcnn",
+    "registry": "crystalgnn.registry",
     "CrystalDataset": "crystalgnn.data.records",
     "DatasetError": "crystalgnn.errors",
     "FeatureConfig": "crystalgnn.config",
@@ -53,13 +57,14 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__ == f"crystalgnn.{name}" else getattr(module, name)
     raise AttributeError(f"module 'crystalgnn' has no attribute {name!r}")
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from crystalgnn import registry
     from crystalgnn.config import (
-        ALIGNNConfig,
         DataConfig,
         FeatureConfig,
         GraphConfig,
@@ -69,6 +74,8 @@ if TYPE_CHECKING:  # pragma: no cover
         defaults_for,
     )
     from crystalgnn.data.records import CrystalDataset
+    from crystalgnn.models.alignn import ALIGNNConfig
+    from crystalgnn.models.cgcnn import CGCNNConfig
     from crystalgnn.errors import DatasetError
     from crystalgnn.io import load_dataset
     from crystalgnn.predict import load_model

@@ -103,8 +103,8 @@ def train_forest(
     """
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-    from crystalgnn.predict import write_outputs
-    from crystalgnn.training.run import TrainResult, finalize_config, make_split, resolve_dataset
+    from crystalgnn.reports.outputs import TrainResult, write_outputs
+    from crystalgnn.training.run import finalize_config, make_split, resolve_dataset
 
     cfg = config or RunConfig()
     run_dir = Path(run_dir)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from crystalgnn import registry
+
 T = TypeVar("T")
 
 #: Bump when the graph-building code changes what it produces, so old caches are not reused.
@@ -52,66 +54,29 @@ class GraphConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Atom and bond input features.
+    """Atom input features, shared by every model.
 
     ``atom_features="cgcnn"``: the 92-dim one-hot vector of CGCNN SM Table II, computed from
-    element data (Z 1–100), mapped to the model width by a learned linear layer.
+    element data (Z 1–100), mapped to the model width by the model's input layer.
     ``"embedding"``: a learnable vector per element (Z 1–100) of the model width.
-    Bonds: Gaussian expansion exp(-(d-μ_k)²/width²), μ_k = start, start+step, …, stop
-    (CGCNN: 0–8 Å, step 0.2, width 0.2 → 41 features).
+    How bonds are expanded is a setting of each model (CGCNN's Gaussians, ALIGNN's RBFs).
     """
 
     atom_features: Literal["cgcnn", "embedding"] = "cgcnn"
-    gaussian_start: float = 0.0
-    gaussian_stop: float = 8.0
-    gaussian_step: float = 0.2
-    gaussian_width: float = 0.2
-
-    @property
-    def num_edge_features(self) -> int:
-        return int(round((self.gaussian_stop - self.gaussian_start) / self.gaussian_step)) + 1
-
-
-@dataclass(frozen=True)
-class ALIGNNConfig:
-    """ALIGNN's own settings (Choudhary & DeCost 2021; defaults of the reference ``ALIGNNConfig``).
-
-    Bond lengths are expanded by ``edge_bins`` radial basis functions on [0, ``edge_max``] Å and
-    bond-angle cosines by ``angle_bins`` on [−1, 1], both exp(−(u − μ_k)²/Δ) with Δ the centre
-    spacing, then embedded by two MLP layers (→ ``embedding_features`` → ``hidden_features``).
-    ``norm``: layer norm, as in the reference package's current pure-torch model; "batch" is the
-    paper's batch norm, which breaks down in evaluation mode on degenerate inputs (1D chains, where
-    every bond angle is 0° or 180°: validation MAE 1e9 Å) and was no better on log10 G_VRH (test
-    MAE 0.0864 vs 0.0848 with layer norm, width 64, 40 epochs).
-
-    ``head_layers``: hidden layers of the head after pooling (reference: 0, a single linear map);
-    ``descriptor_head_layers`` replaces it when descriptors join (Gong et al.'s de-ALIGNN: two
-    layers of width hidden + descriptors).
-    """
-
-    alignn_layers: int = 4
-    gcn_layers: int = 4
-    hidden_features: int = 256
-    embedding_features: int = 64
-    edge_bins: int = 80
-    edge_max: float = 8.0
-    angle_bins: int = 40
-    norm: Literal["batch", "layer"] = "layer"
-    head_layers: int = 0
-    descriptor_head_layers: int = 2
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Model architecture. Top-level defaults are CGCNN's (Xie & Grossman 2018, reference code);
-    ``alignn`` holds ALIGNN's. Pooling, task, targets, dropout and descriptors apply to every model."""
+    """The model: what every model shares, plus the chosen model's own settings (``arch``).
 
-    name: Literal["cgcnn", "alignn"] = "cgcnn"
-    atom_fea_len: int = 64
-    n_conv: int = 3
-    h_fea_len: int = 128
-    n_h: int = 1
-    conv: Literal["gated", "linear"] = "gated"
+    ``name`` picks the model from :mod:`crystalgnn.registry` (``"cgcnn"`` by default); ``arch``
+    is that model's settings dataclass (e.g. :class:`crystalgnn.models.cgcnn.CGCNNConfig`), its
+    paper defaults when omitted. Either may be given alone: ``ModelConfig(name="alignn")`` or
+    ``ModelConfig(arch=ALIGNNConfig(hidden_features=64))``; given together they must agree.
+    Pooling, task, targets, dropout and descriptors apply to every model.
+    """
+
+    name: str = ""
     pooling: Literal["mean", "sum", "site"] = "mean"
     task: Literal["regression", "classification"] = "regression"
     n_targets: int = 1
@@ -123,7 +88,21 @@ class ModelConfig:
     #: How descriptors join: "end-to-end" (Eq. 14, they shape the learned representation) or
     #: "frozen" (Eq. S5: the plain model is trained first, then only a new head sees them).
     hybrid: Literal["end-to-end", "frozen"] = "end-to-end"
-    alignn: ALIGNNConfig = field(default_factory=ALIGNNConfig)
+    #: The chosen model's own settings (a frozen dataclass declared in its model file).
+    arch: Any = None
+
+    def __post_init__(self) -> None:
+        arch = self.arch
+        if arch is None or isinstance(arch, dict):
+            spec = registry.get(self.name or "cgcnn")
+            arch = spec.settings() if arch is None else from_dict(spec.settings, arch)
+        else:
+            spec = registry.spec_of_settings(arch)
+            if self.name and self.name != spec.name:
+                raise ValueError(f"ModelConfig(name={self.name!r}) was given the settings of {spec.name!r} "
+                                 f"({type(arch).__name__}); give one of them, or matching ones")
+        object.__setattr__(self, "name", spec.name)
+        object.__setattr__(self, "arch", arch)
 
 
 @dataclass(frozen=True)
@@ -182,6 +161,12 @@ class TrainConfig:
     freeze_encoder: bool = False
 
 
+#: Layout of ``config.json``. 1: before the model registry (CGCNN's settings at the top of
+#: ``model``, ALIGNN's under ``model.alignn``, CGCNN's Gaussians under ``features``); 2: the chosen
+#: model's settings alone, under ``model.arch``. Layout-1 files are upgraded on load.
+CONFIG_LAYOUT = 2
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs, saved as ``config.json`` in the run directory."""
@@ -192,17 +177,19 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     crystalgnn_version: str = "0.1.0"
+    config_layout: int = CONFIG_LAYOUT
 
     def check(self) -> None:
         """Raise ``ValueError`` for settings that cannot work together, saying what to change."""
-        if self.model.name == "alignn" and self.model.alignn.alignn_layers > 0 and not self.graph.line_graph:
-            raise ValueError("ALIGNN layers need line graphs: set GraphConfig(line_graph=True) (CLI: --line-graph), "
-                             "or start from defaults_for('alignn') / --model alignn")
-
-    @property
-    def embedding_width(self) -> int:
-        """Width of the pooled crystal vector (the model's atom vector width)."""
-        return self.model.alignn.hidden_features if self.model.name == "alignn" else self.model.atom_fea_len
+        name = self.model.name
+        needs = registry.get(name).needs(self.model.arch)
+        if needs.line_graph and not self.graph.line_graph:
+            raise ValueError(f"{name} with these settings needs line graphs: set GraphConfig(line_graph=True) (CLI: --line-graph), "
+                             f"or start from defaults_for({name!r}) / --model {name}")
+        if needs.graph_strategy and needs.graph_strategy != self.graph.strategy:
+            raise ValueError(f"{name} is defined on the {needs.graph_strategy!r} graph, not {self.graph.strategy!r}: "
+                             f"set GraphConfig(strategy={needs.graph_strategy!r}) (CLI: --graph-strategy {needs.graph_strategy}), "
+                             f"or start from defaults_for({name!r}) / --model {name}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -212,30 +199,49 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "RunConfig":
-        return from_dict(cls, json.loads(Path(path).read_text()))
+        return cls.from_json_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """A config from its JSON form; layout-1 files (written before the registry) are upgraded."""
+        if "config_layout" not in data:
+            data = upgrade_layout_1(data)
+        return from_dict(cls, data)
 
 
-MODEL_NAMES = ("cgcnn", "alignn")
+#: CGCNN's settings that layout 1 kept at the top of ``model`` and under ``features``.
+_LAYOUT_1_CGCNN_MODEL = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "conv")
+_LAYOUT_1_CGCNN_FEATURES = ("gaussian_start", "gaussian_stop", "gaussian_step", "gaussian_width")
+
+
+def upgrade_layout_1(data: dict[str, Any]) -> dict[str, Any]:
+    """A layout-1 ``config.json`` dict in layout 2: only the chosen model's settings, under
+    ``model.arch``; the other model's settings (which that layout always carried) are dropped."""
+    data = json.loads(json.dumps(data))  # a deep copy
+    model, features = data.get("model", {}), data.get("features", {})
+    name = model.get("name", "cgcnn")
+    cgcnn = {k: model.pop(k) for k in _LAYOUT_1_CGCNN_MODEL if k in model}
+    cgcnn.update({k: features.pop(k) for k in _LAYOUT_1_CGCNN_FEATURES if k in features})
+    alignn = model.pop("alignn", {})
+    model["arch"] = {"cgcnn": cgcnn, "alignn": alignn}.get(name, {})
+    data["config_layout"] = CONFIG_LAYOUT
+    return data
 
 
 def defaults_for(model: str) -> RunConfig:
-    """The run configuration a model's reference code trains with (graph, model, optimiser).
+    """The run configuration a model's reference code trains with: its graph, its own settings
+    (paper defaults) and its optimiser, as declared in its :class:`~crystalgnn.registry.ModelSpec`.
 
-    ``cgcnn``: radius graph (8 Å, 12 neighbours), Gaussian bonds, the CGCNN defaults of
-    :class:`ModelConfig` and :class:`TrainConfig`. ``alignn``: k-nearest graph (12, growing cutoff)
-    with its line graph, :class:`ALIGNNConfig`, and the reference AdamW (peak lr 1e-2 as in its
-    ``TrainingConfig``; on mp_elasticity3k it beat 1e-3 after 10 epochs, val MAE 0.096 vs 0.112;
-    weight decay 1e-5 as in the paper) with a one-cycle schedule, batch 64, 300 epochs.
+    ``cgcnn``: radius graph (8 Å, 12 neighbours) and the defaults of :class:`TrainConfig`.
+    ``alignn``: k-nearest graph (12, growing cutoff) with its line graph and the reference AdamW
+    (see ``crystalgnn.models.alignn``).
     """
-    if model == "cgcnn":
-        return RunConfig()
-    if model == "alignn":
-        return RunConfig(
-            graph=GraphConfig(strategy="knn", line_graph=True),
-            model=ModelConfig(name="alignn"),
-            train=TrainConfig(epochs=300, batch_size=64, optimizer="adamw", lr=1e-2, weight_decay=1e-5, scheduler="onecycle"),
-        )
-    raise ValueError(f"unknown model {model!r}; available: {', '.join(MODEL_NAMES)}")
+    spec = registry.get(model)
+    return RunConfig(
+        graph=dataclasses.replace(GraphConfig(), **spec.graph_defaults),
+        model=ModelConfig(name=model),
+        train=dataclasses.replace(TrainConfig(), **spec.train_defaults),
+    )
 
 
 def stable_hash(obj: Any) -> str:

@@ -84,7 +84,7 @@ def analyse_run(
     """Feature importance and representation R² of ``run_dir`` (and of ``plain_run_dir``)."""
     from sklearn.ensemble import RandomForestRegressor
 
-    from crystalgnn.training.metrics import regression_metrics
+    from crystalgnn.reports.metrics import regression_metrics
 
     out = Path(out_dir or Path(run_dir) / "analysis")
     out.mkdir(parents=True, exist_ok=True)

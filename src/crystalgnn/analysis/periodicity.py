@@ -64,7 +64,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crystalgnn.config import MODEL_NAMES, RunConfig, defaults_for
+from crystalgnn import registry
+from crystalgnn.config import RunConfig, defaults_for
 
 log = logging.getLogger("crystalgnn.periodicity")
 
@@ -95,24 +96,27 @@ DATASETS: dict[str, tuple[str, str]] = {
 class Variant:
     """Changes of one model variant relative to the base configuration.
 
-    ``data``, ``graph``, ``features`` and ``model`` are keyword overrides of the matching sections
-    of :class:`~crystalgnn.config.RunConfig`.
+    ``data``, ``graph`` and ``model`` are keyword overrides of the matching sections of
+    :class:`~crystalgnn.config.RunConfig` (``model``: the settings every model shares); ``arch``
+    maps a model name to overrides of that model's own settings (a model not named keeps its
+    own). ``models``: the models the variant applies to (None: all).
     """
 
     description: str
     paper: str
     data: dict[str, Any] = field(default_factory=dict)
     graph: dict[str, Any] = field(default_factory=dict)
-    features: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
+    arch: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models: tuple[str, ...] | None = None
 
     def apply(self, cfg: RunConfig) -> RunConfig:
+        arch = dataclasses.replace(cfg.model.arch, **self.arch.get(cfg.model.name, {}))
         return dataclasses.replace(
             cfg,
             data=dataclasses.replace(cfg.data, **self.data),
             graph=dataclasses.replace(cfg.graph, **self.graph),
-            features=dataclasses.replace(cfg.features, **self.features),
-            model=dataclasses.replace(cfg.model, **self.model),
+            model=dataclasses.replace(cfg.model, arch=arch, **self.model),
         )
 
 
@@ -127,14 +131,15 @@ VARIANTS: dict[str, Variant] = {
     "conv8": Variant(
         "8 convolutions instead of 3 (a deeper receptive field)",
         "Fig. 3g 'more convolutions'; the text says both '+133 %' and 'to 8' (ALIGNN's depth); we use 8",
-        model={"n_conv": 8},
+        arch={"cgcnn": {"n_conv": 8}},
+        models=("cgcnn",),
     ),
     "nbr18": Variant(
         "18 neighbours within 12 Å instead of 12 within 8 Å (+50 %); distance Gaussians up to 12 Å",
         "Fig. 3g 'more neighbours' (50 % higher cut-off radius and maximum number of neighbours); "
         "the Gaussian expansion follows the radius as in the reference CGCNN (dmax = radius)",
         graph={"cutoff": 12.0, "max_neighbors": 18},
-        features={"gaussian_stop": 12.0},
+        arch={"cgcnn": {"gaussian_stop": 12.0}},
     ),
     "sum": Variant(
         "sum pooling instead of mean pooling: sum_i FCN(a_i), Eq. 13 (size-extensive)",
@@ -181,10 +186,13 @@ class PeriodicityStudy:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; choose from {list(MODEL_NAMES)}")
-        if self.model != "cgcnn" and "conv8" in self.variants:
-            raise ValueError("the conv8 variant changes CGCNN's convolutions; for ALIGNN choose among default, nbr18, sum, site-sum")
+        if self.model not in registry.names():
+            raise ValueError(f"unknown model {self.model!r}; choose from {list(registry.names())}")
+        misfits = [v for v in self.variants if VARIANTS[v].models is not None and self.model not in VARIANTS[v].models]
+        if misfits:
+            fitting = [v for v, var in VARIANTS.items() if var.models is None or self.model in var.models]
+            raise ValueError(f"variant(s) {', '.join(misfits)} change settings {self.model} does not have "
+                             f"(only {', '.join(VARIANTS[misfits[0]].models or ())}); for {self.model} choose among {', '.join(fitting)}")
         if not self.datasets or not self.variants:
             raise ValueError("a study needs at least one dataset and one variant")
         if len(set(self.datasets)) != len(self.datasets) or len(set(self.variants)) != len(self.variants):
@@ -217,12 +225,14 @@ def cell_config(variant: str, study: PeriodicityStudy, base_config: RunConfig | 
     the study's training settings (epochs, batch size, seed, split, threads, model name), then the
     variant's overrides."""
     base = base_config or defaults_for(study.model)
+    if base.model.name != study.model:
+        raise ValueError(f"the base configuration is a {base.model.name} run but the study trains {study.model}; "
+                         f"start from defaults_for({study.model!r})")
     train = dataclasses.replace(
         base.train, epochs=study.epochs, batch_size=study.batch_size, seed=study.seed,
         split_fractions=study.split_fractions, split_file="", kfold=0, threads=study.threads,
     )
-    cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, name=study.model), train=train)
-    return VARIANTS[variant].apply(cfg)
+    return VARIANTS[variant].apply(dataclasses.replace(base, train=train))
 
 
 def _comparable(cfg: RunConfig, source: str) -> dict[str, Any]:
@@ -339,7 +349,7 @@ def collect_results(out_dir: str | Path, study: PeriodicityStudy) -> pd.DataFram
             "dataset": dataset,
             "variant": variant,
             "model": cfg.model.name,
-            "n_conv": cfg.model.n_conv,
+            "n_conv": getattr(cfg.model.arch, "n_conv", None),
             "cutoff": cfg.graph.cutoff,
             "max_neighbors": cfg.graph.max_neighbors,
             "pooling": cfg.model.pooling,
@@ -392,7 +402,7 @@ def markdown_table(table: pd.DataFrame, study: PeriodicityStudy) -> str:
 def _plt():
     import matplotlib
 
-    matplotlib.use("Agg")  # headless, as in crystalgnn.analysis.plots
+    matplotlib.use("Agg")  # headless, as in crystalgnn.reports.plots
     import matplotlib.pyplot as plt
 
     return plt

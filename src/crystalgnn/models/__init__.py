@@ -1,16 +1,22 @@
-"""Models. One file per model; :func:`build_model` turns a :class:`RunConfig` into a module."""
+"""Models: one file per model, each registered in :mod:`crystalgnn.registry`; shared layers in
+:mod:`crystalgnn.models.blocks`, the shared pooling and head in :mod:`crystalgnn.models.readout`.
+
+:func:`build_model` turns a :class:`~crystalgnn.config.RunConfig` into a module through the
+registry, so it knows no model by name.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from crystalgnn.config import MODEL_NAMES, RunConfig
-from crystalgnn.models.alignn import ALIGNN
-from crystalgnn.models.cgcnn import CGCNN
+from crystalgnn import registry
+from crystalgnn.config import RunConfig
+from crystalgnn.models.alignn import ALIGNN, ALIGNNConfig
+from crystalgnn.models.cgcnn import CGCNN, CGCNNConfig
 from crystalgnn.models.readout import Readout, ReadoutOutput
 
-__all__ = ["ALIGNN", "CGCNN", "Readout", "ReadoutOutput", "build_model", "output_width"]
+__all__ = ["ALIGNN", "ALIGNNConfig", "CGCNN", "CGCNNConfig", "Readout", "ReadoutOutput", "build_model", "output_width"]
 
 
 def output_width(cfg: RunConfig) -> int:
@@ -26,41 +32,20 @@ def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Mo
     """
     from crystalgnn.features.atom import atom_feature_table
 
-    m, f = cfg.model, cfg.features
-    if m.name not in MODEL_NAMES:
-        raise ValueError(f"unknown model {m.name!r}; available: {', '.join(MODEL_NAMES)}")
+    spec = registry.get(cfg.model.name)
     table = None
-    if f.atom_features == "cgcnn":
+    if cfg.features.atom_features == "cgcnn":
         table = atom_table if atom_table is not None else torch.tensor(atom_feature_table("cgcnn"))
-    if m.name == "alignn":
-        a = m.alignn
-        return ALIGNN(
-            atom_table=table,
-            out_features=output_width(cfg),
-            alignn_layers=a.alignn_layers,
-            gcn_layers=a.gcn_layers,
-            hidden_features=a.hidden_features,
-            embedding_features=a.embedding_features,
-            edge_bins=a.edge_bins,
-            edge_max=a.edge_max,
-            angle_bins=a.angle_bins,
-            norm=a.norm,
-            pooling=m.pooling,
-            head_layers=a.head_layers,
-            dropout=m.dropout,
-            extra_features=len(m.descriptors),
-            descriptor_head_layers=a.descriptor_head_layers,
-        )
-    return CGCNN(
-        atom_table=table,
+    inputs = registry.BuildInputs(
         out_features=output_width(cfg),
-        atom_fea_len=m.atom_fea_len,
-        n_conv=m.n_conv,
-        h_fea_len=m.h_fea_len,
-        n_h=m.n_h,
-        conv=m.conv,
-        pooling=m.pooling,
-        dropout=m.dropout,
-        gaussian=(f.gaussian_start, f.gaussian_stop, f.gaussian_step, f.gaussian_width),
-        extra_features=len(m.descriptors),
+        pooling=cfg.model.pooling,
+        dropout=cfg.model.dropout,
+        extra_features=len(cfg.model.descriptors),
+        atom_table=table,
+        run=cfg,
     )
+    model = spec.build(cfg.model.arch, inputs)
+    for attribute in ("readout", "embedding_width"):
+        if not hasattr(model, attribute):
+            raise TypeError(f"model {spec.name!r} built a {type(model).__name__} without `{attribute}` (see crystalgnn.registry.ModelSpec)")
+    return model

@@ -64,3 +64,27 @@ class SafetensorsCheckpointIO(CheckpointIO):
         for p in (Path(path), Path(f"{path}.json")):
             if p.exists():
                 p.unlink()
+
+
+def upgrade_state_dict(state: dict[str, torch.Tensor], layout: int, renames: dict[str, str], classification: bool) -> dict[str, torch.Tensor]:
+    """Weights saved under config layout ``layout`` → today's names.
+
+    Layout 1 (before the model registry) kept the target statistics as ``target_mean`` /
+    ``target_std`` at the top of the module (now ``objective.normalizer.mean`` / ``std``; a
+    classification run has none) and named the atom input per model: ``renames`` are the model's
+    prefix renames (``ModelSpec.legacy_state_keys``).
+    """
+    if layout >= 2:
+        return state
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name in ("target_mean", "target_std"):
+            if not classification:
+                out["objective.normalizer." + name.removeprefix("target_")] = tensor
+            continue
+        for old, new in renames.items():
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        out[name] = tensor
+    return out

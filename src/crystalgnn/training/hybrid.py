@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from crystalgnn.training.checkpoint import load_weights
+from crystalgnn.training.checkpoint import load_weights, upgrade_state_dict
 
 #: Descriptors left out of hybridization by default (the paper leaves out the space group number).
 EXCLUDED_BY_DEFAULT = ("space_group_num",)
@@ -66,13 +66,19 @@ def initialize_from(module: torch.nn.Module, run_dir: str | Path, skip_readout: 
     path = Path(run_dir) / "model.safetensors"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: init_from must be a finished crystalgnn run directory")
+    from crystalgnn import registry
+    from crystalgnn.training.predictor import load_run_config
+
     source, _ = load_weights(path)
+    source_cfg, layout = load_run_config(run_dir)
+    source = upgrade_state_dict(source, layout, dict(registry.get(source_cfg.model.name).legacy_state_keys),
+                                source_cfg.model.task == "classification")
     own = module.state_dict()
     copied = []
     for name, tensor in source.items():
         if skip_readout and name.startswith("model.readout."):
             continue
-        if name.startswith("model.readout.extra_") or name in ("target_mean", "target_std"):
+        if name.startswith("model.readout.extra_") or name.startswith("objective."):
             continue  # target and descriptor statistics come from this run's training split
         if name in own and own[name].shape == tensor.shape:
             own[name] = tensor.to(own[name].dtype)

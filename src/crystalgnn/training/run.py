@@ -38,28 +38,13 @@ from crystalgnn.errors import DatasetError, write_problems
 from crystalgnn.graphs.cache import default_cache_dir
 from crystalgnn.training.checkpoint import SafetensorsCheckpointIO, load_weights, save_weights
 from crystalgnn.training.hybrid import descriptor_statistics, initialize_from
-from crystalgnn.training.module import CrystalModule, count_parameters
+from crystalgnn.reports.outputs import TrainResult, write_outputs
+from crystalgnn.reports.plots import learning_curve_plot
+from crystalgnn.training.module import build_module, count_parameters
+from crystalgnn.training.objectives import TargetNormalizer, normalizer_mode
+from crystalgnn.training.predictor import Predictor
 
 log = logging.getLogger("crystalgnn")
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` produced: the run directory, metrics per split, and the problems."""
-
-    run_dir: Path
-    metrics: dict[str, Any]
-    n_skipped: int
-
-    def summary(self) -> str:
-        test = self.metrics.get("test", {})
-        parts = [f"run: {self.run_dir}"]
-        for target, m in test.items():
-            if "mae" in m:
-                parts.append(f"test {target}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R² {m['r2']:.4f}  MAE/MAD {m['mae_over_mad']:.3f}  (n={m['n']})")
-            else:
-                parts.append(f"test {target}: accuracy {m['accuracy']:.4f}  ROC-AUC {m['roc_auc']:.4f}  (n={m['n']})")
-        return "\n".join(parts)
 
 
 def resolve_dataset(data: Any, cfg: RunConfig) -> CrystalDataset:
@@ -188,27 +173,16 @@ def train(
         raise ValueError(f"the split leaves {len(split['train'])} training and {len(split['val'])} validation items")
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    train_targets = prepared.targets[split["train"]]
-    if cfg.data.per_atom:
-        train_targets = train_targets / prepared.store.num_atoms[split["train"], None]
+    mean, std = None, None
     if cfg.model.task == "regression" and cfg.train.normalize_targets:
-        mean, std = train_targets.mean(0), train_targets.std(0)
-        if cfg.model.pooling == "sum" and not cfg.data.per_atom:
-            # Extensive normalization (see CrystalModule): per-atom mean, spread of what remains.
-            atoms = prepared.store.num_atoms[split["train"], None]
-            mean = (train_targets / atoms).mean(0)
-            std = (train_targets - mean * atoms).std(0)
-        std = np.where(std > 0, std, 1.0)
-    else:
-        mean, std = np.zeros(prepared.targets.shape[1]), np.ones(prepared.targets.shape[1])
-    module = CrystalModule(cfg, mean, std)
+        mode = normalizer_mode(cfg.model.pooling, cfg.data.per_atom)
+        mean, std = TargetNormalizer.statistics(prepared.targets[split["train"]], prepared.store.num_atoms[split["train"]], mode)
+    module = build_module(cfg, mean, std)
     if prepared.extra is not None:
         module.model.readout.set_extra_statistics(*descriptor_statistics(prepared.extra[split["train"]]))
     if cfg.train.init_from:
         copied = initialize_from(module, cfg.train.init_from, skip_readout=cfg.train.freeze_encoder)
         log.info("initialized %d tensors from %s", len(copied), cfg.train.init_from)
-    if cfg.train.freeze_encoder:
-        module.freeze_encoder()
 
     t = cfg.train
     train_loader = make_loader(
@@ -216,7 +190,7 @@ def train(
         drop_last=len(split["train"]) > t.batch_size,  # a lone last crystal would break batch norm
     )
     val_loader = make_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
-    monitor, mode = ("val_accuracy", "max") if cfg.model.task == "classification" else ("val_mae", "min")
+    monitor, mode = module.objective.monitor
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode, save_weights_only=True)
     checkpoint.FILE_EXTENSION = ".safetensors"
     callbacks: list[L.Callback] = [checkpoint]
@@ -248,10 +222,9 @@ def train(
 
     state, meta = load_weights(checkpoint.best_model_path)
     module.load_state_dict(state)
-    from crystalgnn.predict import Predictor, write_split_outputs
-
     predictor = Predictor(module, cfg, device=trainer.strategy.root_device)
-    metrics = write_split_outputs(predictor, prepared, split, run_dir)
+    predictions = {name: predictor.predict_store(prepared, idx).values for name, idx in split.items() if len(idx)}
+    metrics = write_outputs(prepared, split, predictions, predictor.target_names, module.is_classification, run_dir)
     metrics["best_epoch"] = int(meta.get("epoch", -1))
     metrics["n_parameters"] = count_parameters(module.model)
     metrics["n_skipped"] = len(prepared.problems)
@@ -262,8 +235,6 @@ def train(
         run_dir / "model.safetensors",
         {"best_epoch": metrics["best_epoch"], "monitor": monitor, "target_names": prepared.target_names},
     )
-    from crystalgnn.analysis.plots import learning_curve_plot
-
     metrics_csv = run_dir / "logs" / "metrics.csv"
     if metrics_csv.exists():
         learning_curve_plot(metrics_csv, run_dir / "learning_curve.png")

@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from crystalgnn.analysis.periodicity import DATASETS, VARIANTS, PeriodicityStudy
+from crystalgnn.cli.common import add_model_args, model_config_from_args
 
 _DEFAULTS = PeriodicityStudy()
 
@@ -59,21 +60,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--n-structures", type=int, default=_DEFAULTS.n_structures, help=f"chains per dataset ({_DEFAULTS.n_structures})")
     p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help=f"seed of the split and the training ({_DEFAULTS.seed})")
     p.add_argument("--data-seed", type=int, default=_DEFAULTS.data_seed, help=f"seed of the chain generator ({_DEFAULTS.data_seed})")
-    p.add_argument("--model", default=_DEFAULTS.model, help=f"cgcnn or alignn ({_DEFAULTS.model}); alignn runs the variants default, nbr18, sum, site-sum")
+    p.add_argument("--model", default=_DEFAULTS.model,
+                   help=f"a registered model ({_DEFAULTS.model}; built in: cgcnn, alignn); alignn runs the variants default, nbr18, sum, site-sum")
     p.add_argument("--threads", type=int, default=_DEFAULTS.threads, help="torch CPU threads (0: all cores)")
     p.add_argument("--cache-dir", default="default", help="graph cache folder (default: $CRYSTALGNN_CACHE or ~/.cache/crystalgnn)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per cell is still printed)")
-    from crystalgnn.cli import add_alignn_args
-
-    add_alignn_args(p)
+    add_model_args(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from crystalgnn.analysis.periodicity import markdown_table, run_periodicity
-    from crystalgnn.cli import model_config_from_args
-
     try:
         study = PeriodicityStudy(
             datasets=tuple(args.datasets), variants=tuple(args.variants), n_structures=args.n_structures,
@@ -90,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv=None) -> int:
-    """Stand-alone entry (``python -m crystalgnn.cli_periodicity ...``)."""
+    """Stand-alone entry (``python -m crystalgnn.cli.periodicity ...``)."""
     parser = argparse.ArgumentParser(prog="crystalgnn")
     add_parser(parser.add_subparsers(dest="command", required=True))
     return run(parser.parse_args(["periodicity", *(argv if argv is not None else sys.argv[1:])]))

@@ -1,0 +1,144 @@
+r"""Task objectives: what the training module optimises, and how model outputs become predictions.
+
+The training module (:class:`crystalgnn.training.module.CrystalModule`) takes a built model and one
+objective. An objective turns the model's output and a batch into a loss, into validation metrics
+(logged per epoch) and into predictions in the units of the data:
+
+* :class:`RegressionObjective` — MSE on targets standardized by one :class:`TargetNormalizer`.
+* :class:`ClassificationObjective` — cross-entropy on logits; predictions are probabilities.
+
+A third (masked-atom pretraining) will plug in the same way. Objectives are ``nn.Module``\ s, so
+their statistics are buffers saved with the weights (``objective.normalizer.mean``/``std``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch_geometric.data import Data
+
+NormalizerMode = Literal["intensive", "per_atom", "extensive"]
+
+
+def atoms_per_crystal(batch: Data) -> Tensor:
+    """(B, 1) number of atoms of each crystal in the batch."""
+    return (batch.ptr[1:] - batch.ptr[:-1]).to(torch.float32).unsqueeze(-1)
+
+
+class TargetNormalizer(nn.Module):
+    r"""Standardization of regression targets: the one place where targets are scaled and shifted.
+
+    Modes (N: atoms in the cell, μ and σ buffers of shape (T,)):
+
+    * ``"intensive"`` — the model learns :math:`(y - \mu)/\sigma`; prediction :math:`\sigma o + \mu`
+      (CGCNN's normalization).
+    * ``"per_atom"`` — the model learns :math:`(y/N - \mu)/\sigma` with per-atom statistics, and the
+      prediction is multiplied back: :math:`N(\sigma o + \mu)` (Gong et al.'s per-atom targets).
+    * ``"extensive"`` (sum pooling, Eq. 13) — the shift is per atom too:
+      :math:`y \approx \sigma \sum_i \mathrm{FCN}(a_i) + \mu N`, with μ the training mean of
+      y/N and σ the spread of what remains, so the whole prediction stays extensive (a per-cell
+      shift would ask the summed outputs to produce a constant, whatever the size of the cell).
+
+    Site contributions map with :meth:`decode_sites` (σ s + μ): their mean is the prediction of an
+    intensive model.
+    """
+
+    def __init__(self, n_targets: int, mode: NormalizerMode = "intensive",
+                 mean: np.ndarray | None = None, std: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.mode = mode
+        m = torch.zeros(n_targets) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        s = torch.ones(n_targets) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        self.register_buffer("mean", m.reshape(n_targets))
+        self.register_buffer("std", s.reshape(n_targets))
+
+    @staticmethod
+    def statistics(targets: np.ndarray, atoms: np.ndarray, mode: NormalizerMode) -> tuple[np.ndarray, np.ndarray]:
+        """μ and σ of the training targets (n, T) with ``atoms`` (n,) per crystal; σ = 0 → 1."""
+        atoms = np.asarray(atoms)[:, None]
+        if mode == "per_atom":
+            targets = targets / atoms
+        mean, std = targets.mean(0), targets.std(0)
+        if mode == "extensive":
+            mean = (targets / atoms).mean(0)
+            std = (targets - mean * atoms).std(0)
+        return mean, np.where(std > 0, std, 1.0)
+
+    def encode(self, y: Tensor, atoms: Tensor) -> Tensor:
+        """Targets (B, T) in data units → what the model learns."""
+        if self.mode == "extensive":
+            return (y - self.mean * atoms) / self.std
+        if self.mode == "per_atom":
+            y = y / atoms
+        return (y - self.mean) / self.std
+
+    def decode(self, out: Tensor, atoms: Tensor) -> Tensor:
+        """Model outputs (B, T) → predictions in data units (per cell)."""
+        if self.mode == "extensive":
+            return out * self.std + self.mean * atoms
+        values = self.decode_sites(out)
+        return values * atoms if self.mode == "per_atom" else values
+
+    def decode_sites(self, values: Tensor) -> Tensor:
+        """Outputs → target units, without the per-atom factor (also valid per site)."""
+        return values * self.std + self.mean
+
+
+class RegressionObjective(nn.Module):
+    """MSE on normalized targets; logs ``val_mae`` in data units (mean over targets)."""
+
+    is_classification = False
+    monitor = ("val_mae", "min")
+
+    def __init__(self, normalizer: TargetNormalizer) -> None:
+        super().__init__()
+        self.normalizer = normalizer
+
+    def loss(self, out: Tensor, batch: Data) -> Tensor:
+        return F.mse_loss(out, self.normalizer.encode(batch.y, atoms_per_crystal(batch)))
+
+    def predict(self, out: Tensor, batch: Data) -> Tensor:
+        """(B, T) predictions in the units of the data."""
+        return self.normalizer.decode(out, atoms_per_crystal(batch))
+
+    def validation_metrics(self, out: Tensor, batch: Data) -> dict[str, Tensor]:
+        return {"val_mae": (self.predict(out, batch) - batch.y).abs().mean()}
+
+
+class ClassificationObjective(nn.Module):
+    """Cross-entropy on logits over ``n_classes``; logs ``val_accuracy``."""
+
+    is_classification = True
+    monitor = ("val_accuracy", "max")
+
+    def loss(self, out: Tensor, batch: Data) -> Tensor:
+        return F.cross_entropy(out, batch.y[:, 0].long())
+
+    def predict(self, out: Tensor, batch: Data) -> Tensor:
+        """(B, C) class probabilities."""
+        return torch.softmax(out, -1)
+
+    def validation_metrics(self, out: Tensor, batch: Data) -> dict[str, Tensor]:
+        return {"val_accuracy": (out.argmax(-1) == batch.y[:, 0].long()).float().mean()}
+
+
+Objective = RegressionObjective | ClassificationObjective
+
+
+def normalizer_mode(pooling: str, per_atom: bool) -> NormalizerMode:
+    """The normalizer a regression run uses: per-atom targets, extensive (sum pooling), or plain."""
+    if per_atom:
+        return "per_atom"
+    return "extensive" if pooling == "sum" else "intensive"
+
+
+def make_objective(task: str, n_targets: int, pooling: str, per_atom: bool,
+                   mean: np.ndarray | None = None, std: np.ndarray | None = None) -> Objective:
+    """The objective of a run: classification, or regression with its normalizer."""
+    if task == "classification":
+        return ClassificationObjective()
+    return RegressionObjective(TargetNormalizer(n_targets, normalizer_mode(pooling, per_atom), mean, std))
