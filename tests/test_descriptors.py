@@ -12,7 +12,6 @@ import pytest
 from conftest import require_data
 from pymatgen.core import Lattice, Structure
 
-from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.descriptors import (
     CATEGORICAL_DESCRIPTORS,
     CRYSTAL_SYSTEMS,
@@ -26,6 +25,7 @@ from crystalgnn.descriptors import (
 )
 from crystalgnn.descriptors.reference import matminer_descriptors
 from crystalgnn.io import parse_structure
+from crystalgnn.structures.source import StructureSource, structure_key
 
 #: mp_elasticity3k ids: rocksalt SiC, zincblende InBi, hexagonal Hf2S, trigonal Al(CoSi)2,
 #: monoclinic BaC2 and P2Ir, orthorhombic SiRu2, hcp Na (1-12 atoms: matminer stays quick).

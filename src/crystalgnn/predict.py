@@ -17,9 +17,10 @@ import torch
 
 from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_loader, prepare
-from crystalgnn.data.records import CrystalDataset, StructureSource, structure_key
+from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split
 from crystalgnn.errors import DatasetError, Problem
+from crystalgnn.structures.source import StructureSource, structure_key
 from crystalgnn.training.checkpoint import load_weights
 from crystalgnn.training.metrics import classification_metrics, regression_metrics
 from crystalgnn.training.module import CrystalModule

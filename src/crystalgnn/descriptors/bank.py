@@ -88,9 +88,9 @@ from typing import Any
 import numpy as np
 
 from crystalgnn.config import stable_hash
-from crystalgnn.data.records import StructureSource
 from crystalgnn.errors import Problem
 from crystalgnn.parallel import map_items
+from crystalgnn.structures.source import StructureSource
 
 #: Bump when the code changes what a descriptor's value is, so old caches are not reused.
 DESCRIPTOR_CODE_VERSION = 1

@@ -18,11 +18,11 @@ from typing import Sequence
 import numpy as np
 
 from crystalgnn.config import GraphConfig
-from crystalgnn.data.records import StructureSource
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
+from crystalgnn.structures.source import StructureSource
 
 
 def default_cache_dir() -> Path:
@@ -33,7 +33,7 @@ def default_cache_dir() -> Path:
 def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
     """Parse, validate and build one graph; a string is the reason it could not be built."""
     from crystalgnn.graphs.neighbors import IsolatedAtomError
-    from crystalgnn.io.parse import validate_structure
+    from crystalgnn.structures.parse import validate_structure
 
     structure = source.load_or_reason()
     if isinstance(structure, str):

@@ -28,14 +28,15 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from pymatgen.core import Structure
 
-from crystalgnn.data.records import CrystalDataset, StructureSource, bytes_key, structure_key
+from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import Problem
-from crystalgnn.io.parse import (
+from crystalgnn.structures.parse import (
     StructureParseError,
     format_from_path,
     structure_from_atoms,
     structure_from_dict,
 )
+from crystalgnn.structures.source import StructureSource, bytes_key, structure_key
 
 __all__ = ["load_dataset"]
 
