@@ -1,6 +1,6 @@
 """Reading datasets and structures: lazy readers, one parser, one validity check."""
 
-from crystalgnn.io.readers import load_dataset
+from crystalgnn.io.load import load_dataset
 from crystalgnn.structures.parse import (
     StructureParseError,
     format_from_path,
