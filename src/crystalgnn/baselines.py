@@ -103,14 +103,15 @@ def train_forest(
     """
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
+    from crystalgnn.io.resolve import resolve_dataset
     from crystalgnn.predict import write_outputs
-    from crystalgnn.training.run import TrainResult, finalize_config, make_split, resolve_dataset
+    from crystalgnn.training.run import TrainResult, finalize_config, make_split
 
     cfg = config or RunConfig()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = default_cache_dir() if cache_dir == "default" else cache_dir
-    dataset = resolve_dataset(data, cfg)
+    dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
     if prepared.problems:
         if cfg.data.on_error == "raise":

@@ -101,10 +101,10 @@ def load_structures(data: Any, cfg: RunConfig) -> CrystalDataset:
     """Structures only (targets are the descriptors): a path, a chains spec or a dataset."""
     if isinstance(data, CrystalDataset):
         return data
-    from crystalgnn.training.run import resolve_dataset
+    from crystalgnn.io.resolve import resolve_dataset
 
     if isinstance(data, str) and data.startswith("chains"):
-        return resolve_dataset(data, cfg)
+        return resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     from crystalgnn.io import load_dataset
 
     dataset = load_dataset(data, targets=[])

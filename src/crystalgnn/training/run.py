@@ -36,6 +36,7 @@ from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, file_split, fraction_split, kfold_split
 from crystalgnn.errors import DatasetError, write_problems
 from crystalgnn.graphs.cache import default_cache_dir
+from crystalgnn.io.resolve import resolve_dataset
 from crystalgnn.training.checkpoint import SafetensorsCheckpointIO, load_weights, save_weights
 from crystalgnn.training.hybrid import descriptor_statistics, initialize_from
 from crystalgnn.training.module import CrystalModule, count_parameters
@@ -60,26 +61,6 @@ class TrainResult:
             else:
                 parts.append(f"test {target}: accuracy {m['accuracy']:.4f}  ROC-AUC {m['roc_auc']:.4f}  (n={m['n']})")
         return "\n".join(parts)
-
-
-def resolve_dataset(data: Any, cfg: RunConfig) -> CrystalDataset:
-    """A :class:`CrystalDataset` from a path, a ``chains:...`` spec, or in-memory structures."""
-    if isinstance(data, CrystalDataset):
-        return data
-    if isinstance(data, str) and data.startswith("chains"):
-        from crystalgnn.datasets import generate_chains, parse_chains_spec
-        from crystalgnn.io import load_dataset
-
-        spec = parse_chains_spec(data)
-        chains = generate_chains(**spec)
-        ds = load_dataset([s for _, s, _ in chains], ids=[i for i, _, _ in chains], target_values={"a": [a for _, _, a in chains]})
-        ds.meta.update(source=data, format="chains")
-        return ds
-    from crystalgnn.io import load_dataset
-
-    # CLI targets arrive as text: a bare number is a 0-based column index.
-    targets = [int(t) if str(t).isdigit() else t for t in cfg.data.targets] or None
-    return load_dataset(data, targets, transform=cfg.data.transform)
 
 
 def make_split(prepared: PreparedData, cfg: RunConfig) -> Split:
@@ -158,7 +139,7 @@ def train(
     quiet_lightning()
     cache = default_cache_dir() if cache_dir == "default" else cache_dir
 
-    dataset = resolve_dataset(data, cfg)
+    dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     if cfg.model.descriptors and cfg.model.hybrid == "frozen" and not cfg.train.init_from:
         cfg = _train_representation_first(dataset, run_dir, cfg, cache, workers, progress)
     prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
