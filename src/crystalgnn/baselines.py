@@ -29,7 +29,7 @@ from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import DatasetError, write_problems
-from crystalgnn.graphs.cache import default_cache_dir
+from crystalgnn.paths import resolve_cache_dir
 
 log = logging.getLogger("crystalgnn")
 
@@ -110,7 +110,7 @@ def train_forest(
     cfg = config or RunConfig()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
+    cache = resolve_cache_dir(cache_dir)
     dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
     if prepared.problems:

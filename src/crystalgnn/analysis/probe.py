@@ -179,12 +179,12 @@ def run_probe(
         GLOBAL_DESCRIPTORS,
         LOCAL_DESCRIPTORS,
     )
-    from crystalgnn.graphs.cache import default_cache_dir
+    from crystalgnn.paths import resolve_cache_dir
     from crystalgnn.training.run import train
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
+    cache = resolve_cache_dir(cache_dir)
     base = base_config or RunConfig()
     base = dataclasses.replace(
         base,

@@ -90,6 +90,7 @@ import numpy as np
 from crystalgnn.config import stable_hash
 from crystalgnn.errors import Problem
 from crystalgnn.parallel import map_items
+from crystalgnn.paths import resolve_cache_dir
 from crystalgnn.structures.source import StructureSource
 
 #: Bump when the code changes what a descriptor's value is, so old caches are not reused.
@@ -495,19 +496,16 @@ def compute_descriptors(
     """Descriptors of every structure, from the on-disk cache where possible, in parallel otherwise.
 
     ``cache_dir="default"``: ``$CRYSTALGNN_CACHE`` or ``~/.cache/crystalgnn`` (see
-    :func:`crystalgnn.graphs.cache.default_cache_dir`); ``None``: no cache. Entries are keyed by
+    :func:`crystalgnn.paths.default_cache_dir`); ``None``: no cache. Entries are keyed by
     ``source.key`` (a content hash) under ``descriptors-<settings.key()>/``. ``workers=0`` uses
     every core, 1 computes in this process. A structure that cannot be read gives a NaN row and
     one problem; a descriptor that cannot be computed a NaN cell and one problem.
     """
     from crystalgnn.descriptors.cache import DescriptorCache
-    from crystalgnn.graphs.cache import default_cache_dir
 
     if len(ids) != len(sources):
         raise ValueError("ids and sources must have the same length")
-    if isinstance(cache_dir, str) and cache_dir == "default":
-        cache_dir = default_cache_dir()
-    cache = DescriptorCache(settings, Path(cache_dir) if cache_dir is not None else None)
+    cache = DescriptorCache(settings, resolve_cache_dir(cache_dir))
     n, d = len(sources), len(DESCRIPTOR_NAMES)
     values = np.full((n, d), np.nan)
     reasons = np.full((n, d), "", dtype=object)

@@ -25,11 +25,6 @@ from crystalgnn.parallel import map_items
 from crystalgnn.structures.source import StructureSource
 
 
-def default_cache_dir() -> Path:
-    """``$CRYSTALGNN_CACHE`` or ``~/.cache/crystalgnn``."""
-    return Path(os.environ.get("CRYSTALGNN_CACHE", Path.home() / ".cache" / "crystalgnn"))
-
-
 def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
     """Parse, validate and build one graph; a string is the reason it could not be built."""
     from crystalgnn.graphs.neighbors import IsolatedAtomError

@@ -35,8 +35,8 @@ from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_load
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, file_split, fraction_split, kfold_split
 from crystalgnn.errors import DatasetError, write_problems
-from crystalgnn.graphs.cache import default_cache_dir
 from crystalgnn.io.resolve import resolve_dataset
+from crystalgnn.paths import resolve_cache_dir
 from crystalgnn.training.checkpoint import SafetensorsCheckpointIO, load_weights, save_weights
 from crystalgnn.training.hybrid import descriptor_statistics, initialize_from
 from crystalgnn.training.module import CrystalModule, count_parameters
@@ -137,7 +137,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.train.threads)
     quiet_lightning()
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
+    cache = resolve_cache_dir(cache_dir)
 
     dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     if cfg.model.descriptors and cfg.model.hybrid == "frozen" and not cfg.train.init_from:
