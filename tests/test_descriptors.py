@@ -200,7 +200,7 @@ def test_failures_give_nan_and_reason() -> None:
 
 
 def test_table_cache_and_unreadable(tmp_path, monkeypatch) -> None:
-    from crystalgnn.descriptors import bank
+    from crystalgnn.descriptors import compute
 
     good = [_nacl(), _triclinic()]
     structures = good + [_overlapping()]
@@ -225,7 +225,7 @@ def test_table_cache_and_unreadable(tmp_path, monkeypatch) -> None:
     def boom(*args, **kwargs):  # the second call must not compute anything that was cached
         raise AssertionError("recomputed a cached structure")
 
-    monkeypatch.setattr(bank, "describe_one", boom)
+    monkeypatch.setattr(compute, "describe_one", boom)
     again = compute_descriptors(ids[:3], sources[:3], cache_dir=tmp_path, workers=1, progress=False)
     np.testing.assert_array_equal(again.values, table.values[:3])
     assert [str(p) for p in again.problems] == [str(p) for p in table.problems if p.id != "garbage"]
