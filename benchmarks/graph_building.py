@@ -115,8 +115,8 @@ def load_items(data_cache: Path, n: int | None, items: list[tuple[str, str]] | N
     hashed (what load_dataset does per file) rather than all of mp37k."""
     if items is None:
         return load_mp37k(data_cache, n)
-    from crystalgnn.data.records import StructureSource, file_key
     from crystalgnn.io import load_dataset
+    from crystalgnn.structures.source import StructureSource, file_key
 
     sources = [StructureSource(key=file_key(path), path=path, fmt="cif") for _, path in items]
     return load_dataset(sources, ids=[i for i, _ in items])

@@ -14,7 +14,6 @@ from pymatgen.core.operations import SymmOp
 
 from crystalgnn import cli
 from crystalgnn.config import DataConfig, GraphConfig, ModelConfig, RunConfig, defaults_for
-from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.graphs.cache import build_graphs
 from crystalgnn.graphs.crystal_graph import build_graph
 from crystalgnn.graphs.store import GraphStore
@@ -23,6 +22,7 @@ from crystalgnn.models import build_model
 from crystalgnn.models.alignn import ALIGNNConfig
 from crystalgnn.models.blocks import EdgeGatedConv, RBFExpansion
 from crystalgnn.predict import load_model
+from crystalgnn.structures.source import StructureSource, structure_key
 from crystalgnn.training.run import train
 
 GRAPH = GraphConfig(strategy="knn", line_graph=True)

@@ -8,10 +8,10 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from crystalgnn.config import FeatureConfig, GraphConfig, ModelConfig, RunConfig
-from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.graphs.cache import build_graphs
 from crystalgnn.models import build_model
 from crystalgnn.models.cgcnn import CGCNN, CGCNNConfig, LinearConv
+from crystalgnn.structures.source import StructureSource, structure_key
 
 
 def _batch(structures, cfg: GraphConfig = GraphConfig()):

@@ -12,7 +12,6 @@ import pytest
 from conftest import require_data
 from pymatgen.core import Lattice, Structure
 
-from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.descriptors import (
     CATEGORICAL_DESCRIPTORS,
     CRYSTAL_SYSTEMS,
@@ -26,6 +25,7 @@ from crystalgnn.descriptors import (
 )
 from crystalgnn.descriptors.reference import matminer_descriptors
 from crystalgnn.io import parse_structure
+from crystalgnn.structures.source import StructureSource, structure_key
 
 #: mp_elasticity3k ids: rocksalt SiC, zincblende InBi, hexagonal Hf2S, trigonal Al(CoSi)2,
 #: monoclinic BaC2 and P2Ir, orthorhombic SiRu2, hcp Na (1-12 atoms: matminer stays quick).
@@ -200,7 +200,7 @@ def test_failures_give_nan_and_reason() -> None:
 
 
 def test_table_cache_and_unreadable(tmp_path, monkeypatch) -> None:
-    from crystalgnn.descriptors import bank
+    from crystalgnn.descriptors import compute
 
     good = [_nacl(), _triclinic()]
     structures = good + [_overlapping()]
@@ -225,7 +225,7 @@ def test_table_cache_and_unreadable(tmp_path, monkeypatch) -> None:
     def boom(*args, **kwargs):  # the second call must not compute anything that was cached
         raise AssertionError("recomputed a cached structure")
 
-    monkeypatch.setattr(bank, "describe_one", boom)
+    monkeypatch.setattr(compute, "describe_one", boom)
     again = compute_descriptors(ids[:3], sources[:3], cache_dir=tmp_path, workers=1, progress=False)
     np.testing.assert_array_equal(again.values, table.values[:3])
     assert [str(p) for p in again.problems] == [str(p) for p in table.problems if p.id != "garbage"]

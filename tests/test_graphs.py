@@ -7,7 +7,6 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 from crystalgnn.config import GraphConfig
-from crystalgnn.data.records import StructureSource, structure_key
 from crystalgnn.graphs.cache import GraphCache, build_graphs
 from crystalgnn.graphs.crystal_graph import build_graph
 from crystalgnn.graphs.neighbors import (
@@ -17,6 +16,7 @@ from crystalgnn.graphs.neighbors import (
     knn_neighbors,
     radius_neighbors,
 )
+from crystalgnn.structures.source import StructureSource, structure_key
 
 
 def _edge_set(nl):

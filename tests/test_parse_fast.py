@@ -8,7 +8,7 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifParser, CifWriter
 
 from crystalgnn.graphs.neighbors import radius_neighbors
-from crystalgnn.io.parse import _parse_cif_fast, parse_structure, validate_structure
+from crystalgnn.structures.parse import _parse_cif_fast, parse_structure, validate_structure
 
 from conftest import require_data
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from crystalgnn.data.records import bytes_key, file_key, structure_key
 from crystalgnn.errors import CrystalGNNError
 from crystalgnn.io import StructureParseError, load_dataset, parse_structure, validate_structure
-from crystalgnn.io.parse import format_from_path
+from crystalgnn.structures.parse import format_from_path
+from crystalgnn.structures.source import bytes_key, file_key, structure_key
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CGCNN_REG = DATA / "cgcnn_sample" / "sample-regression"

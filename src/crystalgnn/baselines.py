@@ -29,7 +29,7 @@ from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import DatasetError, write_problems
-from crystalgnn.graphs.cache import default_cache_dir
+from crystalgnn.paths import resolve_cache_dir
 
 log = logging.getLogger("crystalgnn")
 
@@ -103,14 +103,15 @@ def train_forest(
     """
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
+    from crystalgnn.io.resolve import resolve_dataset
     from crystalgnn.reports.outputs import TrainResult, write_outputs
-    from crystalgnn.training.run import finalize_config, make_split, resolve_dataset
+    from crystalgnn.training.run import finalize_config, make_split
 
     cfg = config or RunConfig()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
-    dataset = resolve_dataset(data, cfg)
+    cache = resolve_cache_dir(cache_dir)
+    dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
     if prepared.problems:
         if cfg.data.on_error == "raise":

@@ -35,18 +35,19 @@ log = logging.getLogger("crystalgnn")
 
 def run_inputs(run_dir: str | Path, data: Any = None, cache_dir: Any = "default", workers: int = 0, progress: bool = True):
     """The run's predictor, its prepared data (descriptors attached) and its split."""
-    from crystalgnn.graphs.cache import default_cache_dir
+    from crystalgnn.io.resolve import resolve_dataset
+    from crystalgnn.paths import resolve_cache_dir
     from crystalgnn.predict import load_model
     from crystalgnn.training.hybrid import default_hybrid_descriptors
-    from crystalgnn.training.run import make_split, resolve_dataset
+    from crystalgnn.training.run import make_split
 
     predictor = load_model(run_dir)
     cfg = predictor.cfg
     source = data if data is not None else cfg.data.source
     if not source:
         raise ValueError(f"{run_dir} does not record its data source; pass the data explicitly")
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
-    dataset = resolve_dataset(source, cfg)
+    cache = resolve_cache_dir(cache_dir)
+    dataset = resolve_dataset(source, cfg.data.targets, cfg.data.transform)
     prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
     names = cfg.model.descriptors or default_hybrid_descriptors()
     attach_descriptors(prepared, dataset, names, cache, workers, progress)

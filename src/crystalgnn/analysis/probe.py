@@ -101,10 +101,10 @@ def load_structures(data: Any, cfg: RunConfig) -> CrystalDataset:
     """Structures only (targets are the descriptors): a path, a chains spec or a dataset."""
     if isinstance(data, CrystalDataset):
         return data
-    from crystalgnn.training.run import resolve_dataset
+    from crystalgnn.io.resolve import resolve_dataset
 
     if isinstance(data, str) and data.startswith("chains"):
-        return resolve_dataset(data, cfg)
+        return resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     from crystalgnn.io import load_dataset
 
     dataset = load_dataset(data, targets=[])
@@ -179,12 +179,12 @@ def run_probe(
         GLOBAL_DESCRIPTORS,
         LOCAL_DESCRIPTORS,
     )
-    from crystalgnn.graphs.cache import default_cache_dir
+    from crystalgnn.paths import resolve_cache_dir
     from crystalgnn.training.run import train
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
+    cache = resolve_cache_dir(cache_dir)
     base = base_config or RunConfig()
     base = dataclasses.replace(
         base,

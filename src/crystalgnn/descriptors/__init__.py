@@ -13,9 +13,9 @@ from crystalgnn.descriptors.bank import (
     LOCAL_DESCRIPTORS,
     DescriptorSettings,
     DescriptorTable,
-    compute_descriptors,
     structure_descriptors,
 )
+from crystalgnn.descriptors.compute import compute_descriptors
 from crystalgnn.descriptors.voronoi import (
     VoronoiError,
     VoronoiFacets,

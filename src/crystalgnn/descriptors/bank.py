@@ -82,15 +82,12 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crystalgnn.config import stable_hash
-from crystalgnn.data.records import StructureSource
 from crystalgnn.errors import Problem
-from crystalgnn.parallel import map_items
 
 #: Bump when the code changes what a descriptor's value is, so old caches are not reused.
 DESCRIPTOR_CODE_VERSION = 1
@@ -469,72 +466,3 @@ def _problem_descriptor(p: Problem) -> str | None:
     if p.reason.startswith("descriptor "):
         return p.reason[len("descriptor "):].split(":", 1)[0]
     return None
-
-
-# ------------------------------------------------------------------------------ computing many
-def describe_one(source: StructureSource, settings: DescriptorSettings) -> tuple[np.ndarray, np.ndarray] | str:
-    """Load and describe one structure: ``(values, reasons)`` or the reason it could not be loaded."""
-    structure = source.load_or_reason()
-    if isinstance(structure, str):
-        return structure
-    if structure is None or len(structure) == 0:
-        return "no atoms in the structure"
-    values, reasons = structure_descriptors(structure, settings)
-    return values, np.array([reasons.get(name, "") for name in DESCRIPTOR_NAMES], dtype=str)
-
-
-def compute_descriptors(
-    ids: Sequence[str],
-    sources: Sequence[StructureSource],
-    settings: DescriptorSettings = DescriptorSettings(),
-    cache_dir: str | Path | None = "default",
-    workers: int = 0,
-    progress: bool = True,
-    chunk_size: int = 16,
-) -> DescriptorTable:
-    """Descriptors of every structure, from the on-disk cache where possible, in parallel otherwise.
-
-    ``cache_dir="default"``: ``$CRYSTALGNN_CACHE`` or ``~/.cache/crystalgnn`` (see
-    :func:`crystalgnn.graphs.cache.default_cache_dir`); ``None``: no cache. Entries are keyed by
-    ``source.key`` (a content hash) under ``descriptors-<settings.key()>/``. ``workers=0`` uses
-    every core, 1 computes in this process. A structure that cannot be read gives a NaN row and
-    one problem; a descriptor that cannot be computed a NaN cell and one problem.
-    """
-    from crystalgnn.descriptors.cache import DescriptorCache
-    from crystalgnn.graphs.cache import default_cache_dir
-
-    if len(ids) != len(sources):
-        raise ValueError("ids and sources must have the same length")
-    if isinstance(cache_dir, str) and cache_dir == "default":
-        cache_dir = default_cache_dir()
-    cache = DescriptorCache(settings, Path(cache_dir) if cache_dir is not None else None)
-    n, d = len(sources), len(DESCRIPTOR_NAMES)
-    values = np.full((n, d), np.nan)
-    reasons = np.full((n, d), "", dtype=object)
-    keys = [s.key for s in sources]
-    hit = cache.lookup(keys, values, reasons)
-    missing = np.flatnonzero(~hit)
-
-    results: list = []
-    if len(missing):
-        results = map_items(describe_one, [sources[i] for i in missing], (settings,), workers, chunk_size, "computing descriptors", progress)
-
-    unreadable: dict[int, str] = {}
-    new_rows: list[int] = []
-    for row, result in zip(missing.tolist(), results):
-        if isinstance(result, str):
-            unreadable[row] = result
-            reasons[row, :] = f"structure could not be read: {result}"
-        else:
-            values[row], reasons[row] = result
-            new_rows.append(row)
-    cache.add([keys[r] for r in new_rows], values[new_rows], reasons[new_rows].astype(str))
-
-    problems: list[Problem] = []
-    for row in range(n):
-        if row in unreadable:
-            problems.append(Problem(str(ids[row]), unreadable[row], stage="descriptors"))
-            continue
-        for k in np.flatnonzero(np.isnan(values[row])).tolist():
-            problems.append(_problem(str(ids[row]), DESCRIPTOR_NAMES[k], str(reasons[row, k]) or "not computed"))
-    return DescriptorTable([str(i) for i in ids], DESCRIPTOR_NAMES, values, problems, reasons.astype(str))

@@ -18,22 +18,17 @@ from typing import Sequence
 import numpy as np
 
 from crystalgnn.config import GraphConfig
-from crystalgnn.data.records import StructureSource
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
-
-
-def default_cache_dir() -> Path:
-    """``$CRYSTALGNN_CACHE`` or ``~/.cache/crystalgnn``."""
-    return Path(os.environ.get("CRYSTALGNN_CACHE", Path.home() / ".cache" / "crystalgnn"))
+from crystalgnn.structures.source import StructureSource
 
 
 def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
     """Parse, validate and build one graph; a string is the reason it could not be built."""
     from crystalgnn.graphs.neighbors import IsolatedAtomError
-    from crystalgnn.io.parse import validate_structure
+    from crystalgnn.structures.parse import validate_structure
 
     structure = source.load_or_reason()
     if isinstance(structure, str):

@@ -1,12 +1,12 @@
 """Reading datasets and structures: lazy readers, one parser, one validity check."""
 
-from crystalgnn.io.parse import (
+from crystalgnn.io.load import load_dataset
+from crystalgnn.structures.parse import (
     StructureParseError,
     format_from_path,
     parse_structure,
     validate_structure,
 )
-from crystalgnn.io.readers import load_dataset
 
 __all__ = [
     "load_dataset",

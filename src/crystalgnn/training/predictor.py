@@ -22,6 +22,7 @@ from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import DatasetError
+from crystalgnn.io.inputs import sources_from_inputs
 from crystalgnn.training.checkpoint import load_weights, upgrade_state_dict
 from crystalgnn.training.module import CrystalModule, build_module
 
@@ -80,8 +81,6 @@ class Predictor:
 
     def prepare(self, inputs: Any, ids: Sequence[str] | None = None, on_error: str = "raise", cache_dir: str | Path | None = None, progress: bool = False) -> PreparedData:
         """Build graphs for ``inputs`` with the training settings."""
-        from crystalgnn.predict import sources_from_inputs
-
         dataset = inputs if isinstance(inputs, CrystalDataset) else sources_from_inputs(inputs, ids)
         workers = 1 if len(dataset) < 256 else 0
         data = prepare(dataset, self.cfg.graph, self.cfg.features, cache_dir, workers=workers, progress=progress)

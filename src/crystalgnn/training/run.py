@@ -35,7 +35,8 @@ from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_load
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, file_split, fraction_split, kfold_split
 from crystalgnn.errors import DatasetError, write_problems
-from crystalgnn.graphs.cache import default_cache_dir
+from crystalgnn.io.resolve import resolve_dataset
+from crystalgnn.paths import resolve_cache_dir
 from crystalgnn.training.checkpoint import SafetensorsCheckpointIO, load_weights, save_weights
 from crystalgnn.training.hybrid import descriptor_statistics, initialize_from
 from crystalgnn.reports.outputs import TrainResult, write_outputs
@@ -47,24 +48,6 @@ from crystalgnn.training.predictor import Predictor
 log = logging.getLogger("crystalgnn")
 
 
-def resolve_dataset(data: Any, cfg: RunConfig) -> CrystalDataset:
-    """A :class:`CrystalDataset` from a path, a ``chains:...`` spec, or in-memory structures."""
-    if isinstance(data, CrystalDataset):
-        return data
-    if isinstance(data, str) and data.startswith("chains"):
-        from crystalgnn.datasets import generate_chains, parse_chains_spec
-        from crystalgnn.io import load_dataset
-
-        spec = parse_chains_spec(data)
-        chains = generate_chains(**spec)
-        ds = load_dataset([s for _, s, _ in chains], ids=[i for i, _, _ in chains], target_values={"a": [a for _, _, a in chains]})
-        ds.meta.update(source=data, format="chains")
-        return ds
-    from crystalgnn.io import load_dataset
-
-    # CLI targets arrive as text: a bare number is a 0-based column index.
-    targets = [int(t) if str(t).isdigit() else t for t in cfg.data.targets] or None
-    return load_dataset(data, targets, transform=cfg.data.transform)
 
 
 def make_split(prepared: PreparedData, cfg: RunConfig) -> Split:
@@ -141,9 +124,9 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     set_threads(cfg.train.threads)
     quiet_lightning()
-    cache = default_cache_dir() if cache_dir == "default" else cache_dir
+    cache = resolve_cache_dir(cache_dir)
 
-    dataset = resolve_dataset(data, cfg)
+    dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     if cfg.model.descriptors and cfg.model.hybrid == "frozen" and not cfg.train.init_from:
         cfg = _train_representation_first(dataset, run_dir, cfg, cache, workers, progress)
     prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)

@@ -1,7 +1,7 @@
 """Turning one structure file (or text) into a pymatgen ``Structure``, and checking it is usable.
 
 This is the only place crystalgnn parses CIF/POSCAR/JSON/ASE input. Readers stay lazy and hand out
-:class:`~crystalgnn.data.records.StructureSource` objects; the graph builder calls
+:class:`~crystalgnn.structures.source.StructureSource` objects; the graph builder calls
 ``source.load()``, which lands here.
 """
 

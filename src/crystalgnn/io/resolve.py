@@ -1,0 +1,27 @@
+"""Whatever a caller names as its data, as a :class:`CrystalDataset`: a path, a ``chains:...``
+spec, or a dataset already read."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from crystalgnn.data.records import CrystalDataset
+from crystalgnn.io.load import load_dataset
+
+
+def resolve_dataset(data: Any, targets: Sequence[str | int] = (), transform: str = "none") -> CrystalDataset:
+    """A :class:`CrystalDataset` from a path, a ``chains:...`` spec, or in-memory structures."""
+    if isinstance(data, CrystalDataset):
+        return data
+    if isinstance(data, str) and data.startswith("chains"):
+        from crystalgnn.datasets import generate_chains, parse_chains_spec
+
+        spec = parse_chains_spec(data)
+        chains = generate_chains(**spec)
+        ds = load_dataset([s for _, s, _ in chains], ids=[i for i, _, _ in chains], target_values={"a": [a for _, _, a in chains]})
+        ds.meta.update(source=data, format="chains")
+        return ds
+
+    # CLI targets arrive as text: a bare number is a 0-based column index.
+    targets = [int(t) if str(t).isdigit() else t for t in targets] or None
+    return load_dataset(data, targets, transform=transform)
