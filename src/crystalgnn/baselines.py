@@ -105,7 +105,8 @@ def train_forest(
 
     from crystalgnn.io.resolve import resolve_dataset
     from crystalgnn.reports.outputs import TrainResult, write_outputs
-    from crystalgnn.training.run import finalize_config, make_split
+    from crystalgnn.data.prepared import finalize_config
+    from crystalgnn.data.splits import make_split
 
     cfg = config or RunConfig()
     run_dir = Path(run_dir)

@@ -39,7 +39,7 @@ def run_inputs(run_dir: str | Path, data: Any = None, cache_dir: Any = "default"
     from crystalgnn.paths import resolve_cache_dir
     from crystalgnn.predict import load_model
     from crystalgnn.training.hybrid import default_hybrid_descriptors
-    from crystalgnn.training.run import make_split
+    from crystalgnn.data.splits import make_split
 
     predictor = load_model(run_dir)
     cfg = predictor.cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -9,10 +10,10 @@ from typing import Sequence
 import numpy as np
 import torch
 from pymatgen.core import Element
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torch_geometric.data import Data
 
-from crystalgnn.config import FeatureConfig, GraphConfig
+from crystalgnn.config import FeatureConfig, GraphConfig, RunConfig
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.cache import build_graphs
@@ -120,6 +121,26 @@ class _IndexDataset(Dataset):
         return int(self.indices[i])
 
 
+class ShuffleSampler(RandomSampler):
+    """``RandomSampler`` (each epoch's order drawn from torch's global generator, exactly as
+    ``DataLoader(shuffle=True)``) that a resumed run can rewind: :meth:`restore_before_next_epoch`
+    sets the global random state the interrupted run had at this point, so the next epoch's
+    order, and every draw after it (dropout), are the uninterrupted run's."""
+
+    def __init__(self, data_source: Dataset) -> None:
+        super().__init__(data_source)
+        self._pending_state: torch.Tensor | None = None
+
+    def restore_before_next_epoch(self, rng_state: torch.Tensor) -> None:
+        self._pending_state = rng_state
+
+    def __iter__(self):  # type: ignore[override]
+        if self._pending_state is not None:
+            torch.set_rng_state(self._pending_state)
+            self._pending_state = None
+        return super().__iter__()
+
+
 class Collator:
     """Picklable collate function (works with ``num_workers > 0``; graphs are never rebuilt)."""
 
@@ -144,12 +165,31 @@ def make_loader(
     num_workers: int = 0,
     drop_last: bool = False,
 ) -> DataLoader:
+    dataset = _IndexDataset(indices)
     return DataLoader(
-        _IndexDataset(indices),
+        dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=ShuffleSampler(dataset) if shuffle else None,
         drop_last=drop_last,
         num_workers=num_workers,
         collate_fn=Collator(data.store, data.targets, data.extra),
         persistent_workers=num_workers > 0,
     )
+
+
+def finalize_config(cfg: RunConfig, dataset: CrystalDataset, prepared: PreparedData) -> RunConfig:
+    """Fill in what the data decides: source, target names, number of targets / classes."""
+    model = cfg.model
+    if model.task == "classification":
+        labels = prepared.targets[:, 0]
+        if not np.all(labels == np.round(labels)) or labels.min() < 0:
+            raise ValueError("classification targets must be class labels 0, 1, 2, ...")
+        model = dataclasses.replace(model, n_targets=1, n_classes=max(int(labels.max()) + 1, model.n_classes))
+        if model.dropout == 0.0:
+            model = dataclasses.replace(model, dropout=0.5)  # CGCNN's classification default
+    else:
+        model = dataclasses.replace(model, n_targets=prepared.targets.shape[1])
+    data = dataclasses.replace(
+        cfg.data, source=str(dataset.meta.get("source", cfg.data.source)), targets=tuple(prepared.target_names)
+    )
+    return dataclasses.replace(cfg, model=model, data=data)

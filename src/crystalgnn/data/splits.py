@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import KFold, StratifiedKFold
+
+if TYPE_CHECKING:  # pragma: no cover
+    from crystalgnn.config import RunConfig
+    from crystalgnn.data.prepared import PreparedData
 
 Split = dict[str, np.ndarray]
 
@@ -76,3 +80,15 @@ def kfold_split(
     rest = rng.permutation(rest)
     n_val = int(round(val_fraction * len(rest)))
     return {"train": np.sort(rest[n_val:]), "val": np.sort(rest[:n_val]), "test": np.sort(test)}
+
+
+def make_split(prepared: PreparedData, cfg: RunConfig) -> Split:
+    """The split ``cfg.train`` asks for over the usable items of ``prepared``: a split file,
+    k-fold (stratified for classification), or seeded fractions."""
+    t = cfg.train
+    if t.split_file:
+        return file_split(prepared.ids, t.split_file)
+    if t.kfold:
+        labels = prepared.targets[:, 0].astype(int) if cfg.model.task == "classification" else None
+        return kfold_split(len(prepared), t.kfold, t.fold, t.kfold_seed, labels=labels)
+    return fraction_split(len(prepared), t.split_fractions, t.seed)

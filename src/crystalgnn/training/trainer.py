@@ -1,0 +1,75 @@
+"""The Lightning ``Trainer`` of a run: checkpoints (best and last, without pickle), early stopping,
+time limit, progress bar, CSV log."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from crystalgnn.config import TrainConfig
+from crystalgnn.training.checkpoint import SafetensorsCheckpointIO
+from crystalgnn.training.resume import BEST, CHECKPOINTS, LAST
+
+
+@dataclass
+class RunTrainer:
+    """A configured Trainer and its best-on-validation checkpoint callback."""
+
+    trainer: L.Trainer
+    best: ModelCheckpoint
+
+
+def quiet_lightning() -> None:
+    """Lightning logs hardware banners and tips at INFO on every run; keep the console for results."""
+    if os.environ.get("CRYSTALGNN_VERBOSE"):
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(n if n > 0 else max(os.cpu_count() or 1, 1))
+
+
+def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progress: bool,
+                 callbacks: list[L.Callback] | None = None) -> RunTrainer:
+    """Trainer for ``t``. Two checkpoints in ``run_dir/checkpoints``: ``best`` (weights of the best
+    epoch on ``monitor``) and ``last`` (the whole training state of the latest epoch, for resume)."""
+    name, mode = monitor
+    best = ModelCheckpoint(dirpath=run_dir / CHECKPOINTS, filename=BEST, monitor=name, mode=mode, save_weights_only=True)
+    last = ModelCheckpoint(dirpath=run_dir / CHECKPOINTS, filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False)
+    for checkpoint in (best, last):
+        checkpoint.FILE_EXTENSION = ".safetensors"
+    all_callbacks: list[L.Callback] = [best, last, *(callbacks or [])]
+    if progress:
+        all_callbacks.append(TQDMProgressBar(leave=False))
+    if t.early_stopping_patience > 0:
+        all_callbacks.append(EarlyStopping(monitor=name, mode=mode, patience=t.early_stopping_patience))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*The number of training batches.*")
+        trainer = L.Trainer(
+            max_epochs=t.epochs,
+            max_time={"minutes": t.max_minutes} if t.max_minutes > 0 else None,
+            accelerator=t.accelerator,
+            devices=t.devices,
+            strategy=t.strategy,
+            precision=t.precision,
+            callbacks=all_callbacks,
+            logger=CSVLogger(run_dir, name="logs", version=""),
+            plugins=[SafetensorsCheckpointIO()],
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            deterministic=False,
+            log_every_n_steps=1,
+        )
+    return RunTrainer(trainer, best)
