@@ -212,10 +212,10 @@ def ours_config(args: argparse.Namespace, split_file: Path) -> Any:
 
     cfg = defaults_for(args.ours_model)
     if args.ours_model == "alignn":
-        alignn = dataclasses.replace(cfg.model.alignn, hidden_features=args.hidden, embedding_features=args.embedding,
-                                     alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
-                                     norm=args.norm or cfg.model.alignn.norm)
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, alignn=alignn))
+        arch = dataclasses.replace(cfg.model.arch, hidden_features=args.hidden, embedding_features=args.embedding,
+                                   alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
+                                   norm=args.norm or cfg.model.arch.norm)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=arch))
     return dataclasses.replace(
         cfg,
         data=DataConfig(transform="log10", on_error="skip"),

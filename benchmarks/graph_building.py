@@ -219,7 +219,7 @@ def child(args: argparse.Namespace) -> None:
         "n_graphs": len(store),
         "n_edges": int(store.edge_ptr[-1]),
         "n_problems": len(problems),
-        "problems": [f"{p.item_id}: {p.reason}" for p in problems[:10]],
+        "problems": [f"{p.id}: {p.reason}" for p in problems[:10]],
         "peak_rss_mb": peak_rss_mb(),
     }))
 

@@ -123,9 +123,9 @@ def main() -> None:
     args = parser.parse_args()
 
     reference = defaults_for("alignn")
-    alignn = dataclasses.replace(reference, model=dataclasses.replace(reference.model, alignn=dataclasses.replace(
-        reference.model.alignn, hidden_features=args.alignn_hidden, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
-        norm=args.alignn_norm or reference.model.alignn.norm)))
+    alignn = dataclasses.replace(reference, model=dataclasses.replace(reference.model, arch=dataclasses.replace(
+        reference.model.arch, hidden_features=args.alignn_hidden, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
+        norm=args.alignn_norm or reference.model.arch.norm)))
     rows, results = [], {"machine": machine_info(), "epochs": args.epochs, "tasks": {}}
     for task in args.tasks:
         variants = args.variants.split(",") if args.variants else BASE_VARIANTS + (EXTENSIVE_VARIANTS if task in EXTENSIVE else [])

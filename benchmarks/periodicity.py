@@ -89,8 +89,9 @@ def main() -> int:
     info = machine_info()
     start = time.perf_counter()
     base = defaults_for(args.model)
-    alignn = dataclasses.replace(base.model.alignn, hidden_features=args.hidden, norm=args.norm or base.model.alignn.norm)
-    base = dataclasses.replace(base, model=dataclasses.replace(base.model, alignn=alignn))
+    if args.model == "alignn":  # --hidden / --norm are ALIGNN's settings; CGCNN keeps its own
+        arch = dataclasses.replace(base.model.arch, hidden_features=args.hidden, norm=args.norm or base.model.arch.norm)
+        base = dataclasses.replace(base, model=dataclasses.replace(base.model, arch=arch))
     table = run_periodicity(args.out, study, cache_dir=args.graph_cache, progress=args.progress, echo=True, base_config=base)
     wall = time.perf_counter() - start
 

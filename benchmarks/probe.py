@@ -58,10 +58,11 @@ def main() -> None:
     data = load_dataset(folder / "id_prop.csv", targets=[], structures_dir=folder / "data")
     data.meta["source"] = str(folder)
     cfg = defaults_for(args.model)
+    if args.model == "alignn":  # --hidden / --norm are ALIGNN's settings; CGCNN keeps its own
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=dataclasses.replace(
+            cfg.model.arch, hidden_features=args.hidden, norm=args.norm or cfg.model.arch.norm)))
     cfg = dataclasses.replace(
         cfg,
-        model=dataclasses.replace(cfg.model, alignn=dataclasses.replace(cfg.model.alignn, hidden_features=args.hidden,
-                                                                        norm=args.norm or cfg.model.alignn.norm)),
         train=dataclasses.replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads, precision=args.precision),
     )
     settings = ProbeSettings(max_structures=args.max_structures, seed=args.seed, crystal_system=not args.no_crystal_system)

@@ -9,7 +9,7 @@ Measured, all in one process so the ratios are comparable even on a busy machine
 * batching alone: ``GraphStore.collate`` (a few vectorised numpy gathers per batch) vs PyG's
   generic ``Batch.from_data_list`` on the same 256-crystal batches, over one shuffled epoch; the
   per-graph ``Data`` objects PyG needs are built beforehand and not timed (favours PyG);
-* a plain training loop (``make_loader`` + ``CrystalModule``; forward, backward, optimizer step):
+* a plain training loop (``make_loader`` + ``build_module``; forward, backward, optimizer step):
   crystals per second for every epoch, and how much of it is spent waiting for the loader;
 * the same through Lightning's ``Trainer`` (no validation, no checkpoints, no logger), to see the
   framework overhead (unless ``--skip-lightning``);
@@ -122,12 +122,12 @@ def bench_collate(prepared, batch_size: int, repeats: int) -> dict:
 def make_module(prepared, cfg, seed: int = 123):
     import torch
 
-    from crystalgnn.training.module import CrystalModule
+    from crystalgnn.training.module import build_module
 
     torch.manual_seed(seed)
     targets = prepared.targets
     std = targets.std(0)
-    return CrystalModule(cfg, targets.mean(0), np.where(std > 0, std, 1.0))
+    return build_module(cfg, targets.mean(0), np.where(std > 0, std, 1.0))
 
 
 def plain_loop(prepared, cfg, epochs: int, compile_model: bool = False) -> dict:
@@ -157,7 +157,7 @@ def plain_loop(prepared, cfg, epochs: int, compile_model: bool = False) -> dict:
         for batch in loader:
             t_batch = time.perf_counter()
             wait += t_batch - t_ready
-            loss, _ = module._loss(batch)
+            loss = module.objective.loss(module(batch).prediction, batch)  # what training_step computes
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -186,7 +186,7 @@ def lightning_loop(prepared, cfg, epochs: int) -> dict:
     import lightning as L
 
     from crystalgnn.data.prepared import make_loader
-    from crystalgnn.training.run import quiet_lightning
+    from crystalgnn.training.trainer import quiet_lightning
 
     quiet_lightning()
     module = make_module(prepared, cfg)
@@ -272,6 +272,7 @@ def main() -> None:
     from crystalgnn.config import FeatureConfig, GraphConfig, ModelConfig, RunConfig, TrainConfig
     from crystalgnn.data.prepared import prepare
     from crystalgnn.models import build_model
+    from crystalgnn.models.cgcnn import CGCNNConfig
     from crystalgnn.training.module import count_parameters
 
     torch.set_num_threads(args.threads)
@@ -288,7 +289,7 @@ def main() -> None:
     if prepared.problems:
         print(f"{len(prepared.problems)} item(s) left out, e.g. {prepared.problems[0]}")
     n = len(prepared)
-    cfg = RunConfig(model=ModelConfig(atom_fea_len=64, h_fea_len=128, n_conv=3, n_targets=1),
+    cfg = RunConfig(model=ModelConfig(arch=CGCNNConfig(atom_fea_len=64, h_fea_len=128, n_conv=3), n_targets=1),
                     train=TrainConfig(batch_size=args.batch_size, epochs=args.epochs, threads=args.threads))
     store = prepared.store
     results["data"] = {

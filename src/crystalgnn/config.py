@@ -222,6 +222,8 @@ def upgrade_layout_1(data: dict[str, Any]) -> dict[str, Any]:
     name = model.get("name", "cgcnn")
     cgcnn = {k: model.pop(k) for k in _LAYOUT_1_CGCNN_MODEL if k in model}
     cgcnn.update({k: features.pop(k) for k in _LAYOUT_1_CGCNN_FEATURES if k in features})
+    if "gaussian_width" in cgcnn and cgcnn["gaussian_width"] == cgcnn.get("gaussian_step"):
+        cgcnn["gaussian_width"] = None  # layout 2 spells "the width is the step" as None
     alignn = model.pop("alignn", {})
     model["arch"] = {"cgcnn": cgcnn, "alignn": alignn}.get(name, {})
     data["config_layout"] = CONFIG_LAYOUT

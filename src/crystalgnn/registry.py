@@ -145,7 +145,8 @@ def _load_builtins() -> None:
 def names() -> tuple[str, ...]:
     """Registered model names, built-ins first."""
     _load_builtins()
-    return tuple(_REGISTRY)
+    builtin = [n for n in BUILTIN_MODELS if n in _REGISTRY]
+    return tuple(builtin + [n for n in _REGISTRY if n not in BUILTIN_MODELS])
 
 
 def get(name: str) -> ModelSpec:
@@ -155,7 +156,7 @@ def get(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         raise ValueError(
-            f"unknown model {name!r}; available: {', '.join(_REGISTRY)} "
+            f"unknown model {name!r}; available: {', '.join(names())} "
             "(a model of your own must be registered with crystalgnn.registry.register before use, "
             "also before loading its runs)"
         ) from None
@@ -167,4 +168,4 @@ def spec_of_settings(settings: Any) -> ModelSpec:
     for spec in _REGISTRY.values():
         if type(settings) is spec.settings:
             return spec
-    raise ValueError(f"{type(settings).__name__} is not the settings class of any registered model ({', '.join(_REGISTRY)})")
+    raise ValueError(f"{type(settings).__name__} is not the settings class of any registered model ({', '.join(names())})")
