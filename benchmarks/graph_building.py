@@ -42,7 +42,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-
 from _common import (  # noqa: E402
     DEFAULT_DATA_CACHE,
     DEFAULT_GRAPH_CACHE,
@@ -127,8 +126,8 @@ def run_ours(data_cache: Path, n: int | None, cache_dir: Path, workers: int,
     """load_dataset + build_graphs + Gaussian expansion, each step timed."""
     import torch
 
-    from crystalgnn.models.blocks import GaussianExpansion
     from crystalgnn.graphs.cache import build_graphs
+    from crystalgnn.models.blocks import GaussianExpansion
 
     t0 = time.perf_counter()
     ds = load_items(data_cache, n, items)
@@ -200,7 +199,6 @@ def child(args: argparse.Namespace) -> None:
     """Run in a fresh interpreter: load_dataset + build_graphs of all of mp37k; print JSON."""
     t_import = time.perf_counter()
     from crystalgnn.graphs.cache import build_graphs
-
     from crystalgnn.io import load_dataset  # noqa: F401  (import cost counted here, not below)
 
     t0 = time.perf_counter()

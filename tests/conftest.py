@@ -13,9 +13,15 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+#: Under CI=true the shared data are part of the contract: their absence fails instead of skipping.
+STRICT_DATA = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
 def require_data(*parts: str) -> Path:
     path = DATA.joinpath(*parts)
     if not path.exists():
+        if STRICT_DATA:
+            pytest.fail(f"shared data {path} not available (CI=true: the tests need ../shared/data beside the checkout)")
         pytest.skip(f"shared data {path} not available")
     return path
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import DATA, require_data
 
 from crystalgnn.features import atom
 from crystalgnn.features.atom import (
@@ -20,7 +21,6 @@ from crystalgnn.features.atom import (
     load_atom_init_json,
 )
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 REFERENCE = DATA / "cgcnn_sample" / "sample-regression" / "atom_init.json"
 
 #: Exactly matching elements achieved with the default source (mendeleev 1.3.0, pymatgen 2026.10).
@@ -73,9 +73,7 @@ def table() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def reference_path() -> Path:
-    if not REFERENCE.is_file():
-        pytest.skip(f"reference atom_init.json not found at {REFERENCE}")
-    return REFERENCE
+    return require_data("cgcnn_sample", "sample-regression", "atom_init.json")
 
 
 def test_categories_sum_to_92() -> None:

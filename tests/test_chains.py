@@ -96,7 +96,7 @@ def test_single_chain_follows_pseudocode():
 
     assert np.all((expected[0] >= 0) & (expected[0] < 3))
     steps = np.diff(expected, axis=0)  # step k goes to atom j = k + 1
-    assert np.all((np.abs(steps) < 3))
+    assert np.all(np.abs(steps) < 3)
     assert np.all(steps[:, 0] >= 0)
     odd, even = steps[0::2], steps[1::2]  # j = 1, 3, ... and j = 2, 4, ...
     assert np.all(odd[:, 1:] <= 0) and np.all(even[:, 1:] >= 0)

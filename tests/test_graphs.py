@@ -136,7 +136,7 @@ def test_cache_files_load_without_pickle(tmp_path):
 def test_parallel_build_matches_serial(tmp_path):
     rng = np.random.default_rng(0)
     structures = []
-    for k in range(80):
+    for _ in range(80):
         s = SMALL_CELLS["triclinic"].copy()
         s.perturb(0.1 * rng.random() + 0.01)
         structures.append(s)

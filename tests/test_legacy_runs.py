@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_data
 
 from crystalgnn.predict import load_model
-
-from conftest import require_data
 
 LEGACY = Path(__file__).parent / "fixtures" / "legacy_runs"
 RUNS = sorted(p.name for p in LEGACY.iterdir() if p.is_dir())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require_data
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifParser, CifWriter
 
 from crystalgnn.graphs.neighbors import radius_neighbors
 from crystalgnn.structures.parse import _parse_cif_fast, parse_structure, validate_structure
-
-from conftest import require_data
 
 
 def _pymatgen(text: str) -> Structure:

@@ -9,8 +9,8 @@ import json
 import pandas as pd
 import pytest
 
-from crystalgnn.cli import periodicity as cli_periodicity
 from crystalgnn.analysis import periodicity as P
+from crystalgnn.cli import periodicity as cli_periodicity
 from crystalgnn.config import GraphConfig, ModelConfig, RunConfig, TrainConfig
 from crystalgnn.models.cgcnn import CGCNNConfig
 

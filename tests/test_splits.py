@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from crystalgnn.config import GraphConfig, ModelConfig, RunConfig, TrainConfig
-from crystalgnn.models.cgcnn import CGCNNConfig
 from crystalgnn.data.splits import file_split, fraction_split, kfold_split
+from crystalgnn.models.cgcnn import CGCNNConfig
 
 
 def test_fraction_split_is_seeded_disjoint_and_sized():

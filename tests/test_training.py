@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require_data
 from pymatgen.core import Lattice, Structure
 
 from crystalgnn import cli
 from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig
-from crystalgnn.models.cgcnn import CGCNNConfig
 from crystalgnn.errors import DatasetError
 from crystalgnn.io import load_dataset
+from crystalgnn.models.cgcnn import CGCNNConfig
 from crystalgnn.predict import load_model
 from crystalgnn.training.run import train
-
-from conftest import require_data
 
 TINY_MODEL = ModelConfig(arch=CGCNNConfig(atom_fea_len=16, n_conv=2, h_fea_len=16))
 

@@ -74,9 +74,9 @@ if TYPE_CHECKING:  # pragma: no cover
         defaults_for,
     )
     from crystalgnn.data.records import CrystalDataset
-    from crystalgnn.models.alignn import ALIGNNConfig
-    from crystalgnn.models.cgcnn import CGCNNConfig
     from crystalgnn.errors import DatasetError
     from crystalgnn.io import load_dataset
+    from crystalgnn.models.alignn import ALIGNNConfig
+    from crystalgnn.models.cgcnn import CGCNNConfig
     from crystalgnn.predict import load_model
     from crystalgnn.training.run import train

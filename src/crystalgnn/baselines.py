@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -103,10 +104,10 @@ def train_forest(
     """
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
-    from crystalgnn.io.resolve import resolve_dataset
-    from crystalgnn.reports.outputs import TrainResult, write_outputs
     from crystalgnn.data.prepared import finalize_config
     from crystalgnn.data.splits import make_split
+    from crystalgnn.io.resolve import resolve_dataset
+    from crystalgnn.reports.outputs import TrainResult, write_outputs
 
     cfg = config or RunConfig()
     run_dir = Path(run_dir)

@@ -198,11 +198,11 @@ class RunConfig:
         Path(path).write_text(self.to_json() + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> RunConfig:
         return cls.from_json_dict(json.loads(Path(path).read_text()))
 
     @classmethod
-    def from_json_dict(cls, data: dict[str, Any]) -> "RunConfig":
+    def from_json_dict(cls, data: dict[str, Any]) -> RunConfig:
         """A config from its JSON form; layout-1 files (written before the registry) are upgraded."""
         if "config_layout" not in data:
             data = upgrade_layout_1(data)

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,11 +36,11 @@ log = logging.getLogger("crystalgnn")
 
 def run_inputs(run_dir: str | Path, data: Any = None, cache_dir: Any = "default", workers: int = 0, progress: bool = True):
     """The run's predictor, its prepared data (descriptors attached) and its split."""
+    from crystalgnn.data.splits import make_split
     from crystalgnn.io.resolve import resolve_dataset
     from crystalgnn.paths import resolve_cache_dir
     from crystalgnn.predict import load_model
     from crystalgnn.training.hybrid import default_hybrid_descriptors
-    from crystalgnn.data.splits import make_split
 
     predictor = load_model(run_dir)
     cfg = predictor.cfg

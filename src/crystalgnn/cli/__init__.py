@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 DESCRIPTION = """\
 crystalgnn: graph neural networks for crystal properties (CGCNN on a cached, fast core).

@@ -39,7 +39,7 @@ class CrystalDataset:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, indices: np.ndarray | list[int]) -> "CrystalDataset":
+    def subset(self, indices: np.ndarray | list[int]) -> CrystalDataset:
         idx = list(int(i) for i in indices)
         return CrystalDataset(
             ids=[self.ids[i] for i in idx],

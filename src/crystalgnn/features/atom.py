@@ -271,7 +271,7 @@ def _check_max_z(max_z: int) -> None:
         )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _raw_values(source: str) -> dict[str, tuple[Any, ...]]:
     """Raw (unbinned) property values for Z = 1..SUPPORTED_MAX_Z; ``None`` where data are missing."""
     getters = _source_getters(source)
@@ -330,7 +330,7 @@ def _category_index(name: str, value: Any) -> int | None:
     return index if 0 <= index < size else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _features(source: str) -> np.ndarray:
     raw = _raw_values(source)
     table = np.zeros((SUPPORTED_MAX_Z + 1, CGCNN_FEATURE_LENGTH), dtype=np.float32)

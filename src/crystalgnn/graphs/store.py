@@ -8,9 +8,9 @@ few vectorised numpy calls instead of PyG's generic per-graph ``Batch.from_data_
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -80,7 +80,7 @@ class GraphStore:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_graphs(cls, keys: Sequence[str], graphs: Sequence[CrystalGraph]) -> "GraphStore":
+    def from_graphs(cls, keys: Sequence[str], graphs: Sequence[CrystalGraph]) -> GraphStore:
         n_atoms = np.array([g.num_atoms for g in graphs], dtype=np.int64)
         n_edges = np.array([g.num_edges for g in graphs], dtype=np.int64)
         n_pairs = np.array([g.num_line_edges for g in graphs], dtype=np.int64)
@@ -107,7 +107,7 @@ class GraphStore:
         )
 
     @classmethod
-    def concat(cls, stores: Sequence["GraphStore"]) -> "GraphStore":
+    def concat(cls, stores: Sequence[GraphStore]) -> GraphStore:
         stores = [s for s in stores if len(s)] or list(stores[:1])
         if len(stores) == 1:
             return stores[0]
@@ -130,7 +130,7 @@ class GraphStore:
             angle_cosines=np.concatenate([s.angle_cosines for s in stores]),
         )
 
-    def take(self, indices: Sequence[int] | np.ndarray) -> "GraphStore":
+    def take(self, indices: Sequence[int] | np.ndarray) -> GraphStore:
         """A store holding graphs ``indices`` in that order (``self`` when that is all, in order)."""
         idx = np.asarray(indices, dtype=np.int64)
         if len(idx) == len(self) and np.array_equal(idx, np.arange(len(self))):
@@ -179,7 +179,7 @@ class GraphStore:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "GraphStore":
+    def load(cls, path: str | Path) -> GraphStore:
         with np.load(path, allow_pickle=False) as data:
             return cls(**{name: data[name] for name in cls.__dataclass_fields__})
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.io.common import _EXPECTED_LAYOUTS, ID_COLUMNS
-from crystalgnn.io.targets import _Collector, _as_target_list, _format_id, _select
+from crystalgnn.io.targets import _as_target_list, _Collector, _format_id, _select
 from crystalgnn.structures.parse import StructureParseError, format_from_path, structure_from_atoms
 from crystalgnn.structures.source import StructureSource, structure_key
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.io.common import _EXPECTED_LAYOUTS, _strip_gz
-from crystalgnn.io.targets import _Collector, _as_target_list
+from crystalgnn.io.targets import _as_target_list, _Collector
 from crystalgnn.structures.parse import format_from_path
 from crystalgnn.structures.source import StructureSource, bytes_key
 

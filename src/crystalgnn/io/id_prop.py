@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.io.common import _ARCHIVE_SUFFIXES, _open_text

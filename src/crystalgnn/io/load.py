@@ -15,8 +15,9 @@ Whole-input trouble (no such path, unknown layout, unknown target column) raises
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure

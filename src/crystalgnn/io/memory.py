@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pymatgen.core import Structure
 
 from crystalgnn.data.records import CrystalDataset
-from crystalgnn.io.targets import _Collector, _as_target_list, _format_id, _select
+from crystalgnn.io.targets import _as_target_list, _Collector, _format_id, _select
 from crystalgnn.io.values import _is_atoms, _structure_from_value
 from crystalgnn.structures.source import StructureSource, structure_key
 

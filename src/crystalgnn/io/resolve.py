@@ -3,7 +3,8 @@ spec, or a dataset already read."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.io.load import load_dataset

@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.io.common import ID_COLUMNS, _open_text

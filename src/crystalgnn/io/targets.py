@@ -9,8 +9,9 @@ into a float (or reports why it cannot), applies the transform and builds the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -4,9 +4,10 @@ metrics per split and target, parity or ROC plots, per-site contributions and em
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

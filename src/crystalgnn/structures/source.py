@@ -8,9 +8,9 @@ warm cache never parses a CIF again, and a changed file gets a new key and is re
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from pymatgen.core import Structure

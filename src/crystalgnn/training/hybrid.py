@@ -12,8 +12,8 @@ By default every descriptor of the bank except the space-group number is used, a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
