@@ -21,6 +21,7 @@ from crystalgnn.config import GraphConfig
 from crystalgnn.data.records import StructureSource
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
+from crystalgnn.graphs.schema import parts_for
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
 
@@ -141,15 +142,16 @@ def build_graphs(
             new_keys.append(keys[row])
             new_graphs.append(result)
             new_rows.append(row)
-    fresh = GraphStore.from_graphs(new_keys, new_graphs)
+    parts = parts_for(cfg)  # what every graph of `cfg` holds, also when none was built here
+    fresh = GraphStore.from_graphs(new_keys, new_graphs, parts)
     cache.add(fresh)
 
     ok = hit.copy()
     ok[np.asarray(new_rows, dtype=np.int64)] = True
-    parts = [s for s in (cached, fresh) if s is not None and len(s)]
-    if not parts:
-        return GraphStore.from_graphs([], []), ok, problems
+    stores = [s for s in (cached, fresh) if s is not None and len(s)]
+    if not stores:
+        return GraphStore.from_graphs([], [], parts), ok, problems
     rows = np.concatenate(([np.flatnonzero(hit)] if cached is not None else []) + [np.asarray(new_rows, dtype=np.int64)])
-    merged = GraphStore.concat(parts)
+    merged = GraphStore.concat(stores)
     store = merged.take(np.argsort(rows, kind="stable"))
     return store, ok, problems
