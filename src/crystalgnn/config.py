@@ -46,8 +46,17 @@ class GraphConfig:
     code_version: int = GRAPH_CODE_VERSION
 
     def key(self) -> str:
-        """Short stable hash of every setting; names the cache folder."""
-        return stable_hash(dataclasses.asdict(self))[:16]
+        """Short stable hash of every setting; names the cache folder.
+
+        The enabled graph add-ons (name, version, settings: ``crystalgnn.graphs.schema.addon_key``)
+        are hashed with the settings; without any (a plain radius or knn graph) the hash is of the
+        settings alone, as before add-ons existed, so those caches stay valid.
+        """
+        from crystalgnn.graphs.schema import addon_key  # here: config stays importable without numpy
+
+        addons = addon_key(self)
+        settings = dataclasses.asdict(self)
+        return stable_hash({"graph": settings, "addons": addons} if addons else settings)[:16]
 
 
 @dataclass(frozen=True)
