@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
@@ -207,6 +208,20 @@ class GraphStore:
                        arrays={f.name: data[f.name] for f in fields}, parts=parts)
 
     # ------------------------------------------------------------------ batching
+    @cached_property
+    def _collate_plan(self) -> tuple[tuple[Field, ...], tuple[Field, ...], tuple[str, ...], tuple[str, ...]]:
+        """What ``collate`` gathers, worked out once per store: the atom graph's collated fields, those
+        of the add-ons with any row here (in part order), the row levels to select and the levels whose
+        batch pointers index fields (and the ``batch`` vector) need."""
+        atom = tuple(f for f in schema.part_fields(ATOM_GRAPH) if f.batch_name is not None)
+        extra = tuple(f for part in self.parts[1:] if self._has_rows(part)
+                      for f in schema.part_fields(part) if f.batch_name is not None)
+        fields = atom + extra
+        needed = {"node", *(f.level for f in fields), *(f.index_of for f in fields if f.index_of is not None)}
+        levels = tuple(level for level in self.ptrs if level in needed)
+        offsets = tuple(level for level in levels if level == "node" or any(f.index_of == level for f in fields))
+        return atom, extra, levels, offsets
+
     def collate(self, indices: Sequence[int] | np.ndarray, targets: np.ndarray | None = None) -> Data:
         """One PyG ``Data`` batch of graphs ``indices`` (global node numbering, ``batch`` vector).
 
@@ -216,17 +231,15 @@ class GraphStore:
         then each add-on's fields under their batch names (index fields offset to the batch's rows,
         graph-level fields (B, ...)). Add-ons a store holds no row of are left out, as the line graph.
         """
+        atom_fields, addon_fields, levels, offset_levels = self._collate_plan
         idx = np.asarray(indices, dtype=np.int64)
-        collated = [(part, [f for f in schema.part_fields(part) if f.batch_name is not None])
-                    for part in self.parts if part == ATOM_GRAPH or self._has_rows(part)]
         counts: dict[str, np.ndarray] = {}
         sel: dict[str, np.ndarray] = {"graph": idx}
-        ptr: dict[str, np.ndarray] = {}
-        for level in self.ptrs:
+        for level in levels:
             start = self.ptrs[level][idx]
             counts[level] = self.ptrs[level][idx + 1] - start
             sel[level] = _ranges(start, counts[level])
-            ptr[level] = _pointer(counts[level])
+        ptr = {level: _pointer(counts[level]) for level in offset_levels}
 
         def value(f: Field) -> torch.Tensor:
             v = _rows(self.arrays[f.name], sel[f.level], f)
@@ -238,14 +251,13 @@ class GraphStore:
 
         atoms = ptr["node"]
         batch = Data(
-            **{f.batch_name: value(f) for f in collated[0][1]},
+            **{f.batch_name: value(f) for f in atom_fields},
             batch=torch.from_numpy(np.repeat(np.arange(len(idx)), counts["node"])),
             ptr=torch.from_numpy(atoms),
             num_nodes=int(atoms[-1]),
         )
-        for _, fields in collated[1:]:
-            for f in fields:
-                setattr(batch, f.batch_name, value(f))
+        for f in addon_fields:
+            setattr(batch, f.batch_name, value(f))
         batch.num_graphs = len(idx)
         batch.graph_index = torch.from_numpy(idx)
         if targets is not None:
