@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from pymatgen.core import Structure
@@ -31,7 +31,7 @@ class CrystalGraph:
     parts: tuple[str, ...] = (schema.ATOM_GRAPH,)
 
     def __getattr__(self, name: str) -> np.ndarray:
-        return _field_attr(self, name, self.num_rows)
+        return field_attribute(self, name, self.num_rows)
 
     @property
     def lattice(self) -> np.ndarray:
@@ -60,9 +60,10 @@ class CrystalGraph:
         return self.num_rows("line")
 
 
-def _field_attr(obj: Any, name: str, num_rows: Any) -> np.ndarray:
-    """``obj.arrays[name]``; a field whose level ``obj`` has no rows of reads as empty (a graph built
-    without the line graph has no bond pairs, so its ``line_index`` is (2, 0), as always)."""
+def field_attribute(obj: Any, name: str, num_rows: Callable[[str], int]) -> np.ndarray:
+    """``obj.arrays[name]`` for a graph or store ``obj``; a field of a level ``obj`` has no rows of
+    (``num_rows(level) == 0``) reads as empty: a graph built without the line graph has no bond
+    pairs, so its ``line_index`` is (2, 0), as it always was."""
     arrays = obj.__dict__.get("arrays")
     if arrays is None or name.startswith("__"):  # half-built (unpickling): no fields yet
         raise AttributeError(name)

@@ -22,7 +22,7 @@ import torch
 from torch_geometric.data import Data
 
 from crystalgnn.graphs import schema
-from crystalgnn.graphs.crystal_graph import CrystalGraph, _field_attr
+from crystalgnn.graphs.crystal_graph import CrystalGraph, field_attribute
 from crystalgnn.graphs.schema import ATOM_GRAPH, Field
 
 
@@ -79,7 +79,7 @@ class GraphStore:
         if name.endswith("_ptr") and level in schema.ROW_LEVELS and "ptrs" in self.__dict__:
             ptr = self.ptrs.get(level)
             return ptr if ptr is not None else np.zeros(len(self) + 1, dtype=np.int64)
-        return _field_attr(self, name, lambda lvl: int(self.ptrs[lvl][-1]) if lvl in self.ptrs else 0)
+        return field_attribute(self, name, lambda lvl: int(self.ptrs[lvl][-1]) if lvl in self.ptrs else 0)
 
     @property
     def fields(self) -> tuple[Field, ...]:
