@@ -10,6 +10,19 @@ per-bond or per-crystal feature is one builder plus its rows passed to :func:`re
 no edit of the store, cache or collate code. The enabled add-ons' names, versions and settings enter
 the cache key (:meth:`crystalgnn.config.GraphConfig.key`, via :func:`addon_key`).
 
+A per-atom feature, with no other edit (``getattr``: a setting ``GraphConfig`` does not have yet)::
+
+    from crystalgnn.graphs.schema import AddOn, Field, register_addon
+
+    def build_ofm(structure, arrays, cfg):  # arrays: atom graph (and earlier add-ons), full precision
+        return {"ofm": orbital_field_matrix(structure)}  # (N, 1056), cast to float32 on the way in
+
+    register_addon(AddOn(
+        name="ofm", version=1, build=build_ofm,
+        fields=(Field("ofm", "node", np.float32, (1056,), batch_name="ofm"),),
+        enabled=lambda cfg: getattr(cfg, "ofm", False),
+    ))
+
 This module imports numpy and the line-graph builder only (not the config, the structures or the
 store), so the config can ask it for the cache key without an import circle.
 """
