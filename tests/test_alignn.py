@@ -16,6 +16,7 @@ from crystalgnn import cli
 from crystalgnn.config import DataConfig, GraphConfig, ModelConfig, RunConfig, defaults_for
 from crystalgnn.graphs.cache import build_graphs
 from crystalgnn.graphs.crystal_graph import build_graph
+from crystalgnn.graphs.schema import graph_key
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.io import load_dataset
 from crystalgnn.models import build_model
@@ -98,7 +99,7 @@ def test_line_graphs_batch_cache_and_report_memory(tmp_path):
     sources = [StructureSource(key=structure_key(s), structure=s) for s in structures]
     fresh, _, _ = build_graphs(["a", "b"], sources, GRAPH, tmp_path, workers=1, progress=False)
     cached, ok, _ = build_graphs(["a", "b"], sources, GRAPH, tmp_path, workers=1, progress=False)
-    assert ok.all() and (tmp_path / f"graphs-{GRAPH.key()}").exists()
+    assert ok.all() and (tmp_path / f"graphs-{graph_key(GRAPH)}").exists()
     np.testing.assert_array_equal(fresh.line_index, cached.line_index)
     np.testing.assert_array_equal(fresh.angle_cosines, cached.angle_cosines)
     batch = fresh.collate([1, 0])

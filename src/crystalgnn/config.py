@@ -48,7 +48,9 @@ class GraphConfig:
     code_version: int = GRAPH_CODE_VERSION
 
     def key(self) -> str:
-        """Short stable hash of every setting; names the cache folder."""
+        """Short stable hash of every setting. The graph cache names its folders by
+        :func:`crystalgnn.graphs.schema.graph_key`, which adds the enabled add-ons' versions to it
+        (and is this hash when none is enabled)."""
         return stable_hash(dataclasses.asdict(self))[:16]
 
 

@@ -1,6 +1,6 @@
 """Build crystal graphs once, in parallel, and cache them on disk.
 
-Layout: ``<cache_dir>/graphs-<GraphConfig.key()>/`` holds shards ``<name>.npz`` (a
+Layout: ``<cache_dir>/graphs-<graph_key(GraphConfig)>/`` holds shards ``<name>.npz`` (a
 :class:`GraphStore`) each with a small ``<name>.keys.npy`` beside it. A graph is found by its
 structure's content key (hash of the file bytes or of the in-memory structure) under the folder of
 its graph settings, so changing a setting or a file rebuilds only what changed. Loading is
@@ -20,6 +20,7 @@ import numpy as np
 from crystalgnn.config import GraphConfig
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
+from crystalgnn.graphs.schema import graph_key, parts_for
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
 from crystalgnn.structures.source import StructureSource
@@ -53,7 +54,7 @@ class GraphCache:
 
     @property
     def folder(self) -> Path | None:
-        return None if self.root is None else Path(self.root) / f"graphs-{self.cfg.key()}"
+        return None if self.root is None else Path(self.root) / f"graphs-{graph_key(self.cfg)}"
 
     def _shard_keys(self) -> list[tuple[Path, np.ndarray]]:
         folder = self.folder
@@ -136,15 +137,16 @@ def build_graphs(
             new_keys.append(keys[row])
             new_graphs.append(result)
             new_rows.append(row)
-    fresh = GraphStore.from_graphs(new_keys, new_graphs)
+    parts = parts_for(cfg)  # what every graph of `cfg` holds, also when none was built here
+    fresh = GraphStore.from_graphs(new_keys, new_graphs, parts)
     cache.add(fresh)
 
     ok = hit.copy()
     ok[np.asarray(new_rows, dtype=np.int64)] = True
-    parts = [s for s in (cached, fresh) if s is not None and len(s)]
-    if not parts:
-        return GraphStore.from_graphs([], []), ok, problems
+    stores = [s for s in (cached, fresh) if s is not None and len(s)]
+    if not stores:
+        return GraphStore.from_graphs([], [], parts), ok, problems
     rows = np.concatenate(([np.flatnonzero(hit)] if cached is not None else []) + [np.asarray(new_rows, dtype=np.int64)])
-    merged = GraphStore.concat(parts)
+    merged = GraphStore.concat(stores)
     store = merged.take(np.argsort(rows, kind="stable"))
     return store, ok, problems

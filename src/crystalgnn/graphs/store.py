@@ -3,6 +3,10 @@
 Keeping graphs concatenated (as PyG's ``InMemoryDataset`` does) makes the on-disk cache a handful of
 ``.npz`` files that load in seconds and never execute pickle, and lets a batch be gathered with a
 few vectorised numpy calls instead of PyG's generic per-graph ``Batch.from_data_list``.
+
+Every method loops over the field table of :mod:`crystalgnn.graphs.schema`, so a store holds
+exactly the parts its graphs were built with (the atom graph, the line graph, any add-on) and needs
+no edit when an add-on is registered.
 """
 
 from __future__ import annotations
@@ -10,16 +14,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from crystalgnn.graphs.crystal_graph import CrystalGraph
-
-_NODE_FIELDS = ("atomic_numbers", "positions")
-_EDGE_FIELDS = ("edge_distances", "edge_vectors", "edge_images")
+from crystalgnn.graphs import schema
+from crystalgnn.graphs.crystal_graph import CrystalGraph, field_attribute
+from crystalgnn.graphs.schema import ATOM_GRAPH, Field
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -32,189 +36,228 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + shift
 
 
-@dataclass
+def _pointer(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)])
+
+
+def _rows(array: np.ndarray, sel: np.ndarray | slice, f: Field) -> np.ndarray:
+    """Rows ``sel`` of ``array`` along the row axis of field ``f``."""
+    return array[sel] if f.row_axis == 0 else array[..., sel]
+
+
+def _row_levels(fields: Sequence[Field]) -> tuple[str, ...]:
+    """The row levels (hence pointer arrays) that ``fields`` need, in schema order."""
+    used = {f.level for f in fields}
+    return tuple(level for level in schema.ROW_LEVELS if level in used)
+
+
+@dataclass(eq=False)
 class GraphStore:
-    """Graphs ``0..n-1`` stored back to back. ``node_ptr``/``edge_ptr``/``line_ptr`` have length
-    n + 1; ``line_index`` holds edge numbers local to each graph (empty without line graphs)."""
+    """Graphs ``0..n-1`` stored back to back.
+
+    ``arrays`` holds one array per field of ``parts`` (rows of graph i contiguous, graph-level fields
+    one row per graph); ``ptrs`` one pointer array of length n + 1 per row level they use
+    (``node_ptr``, ``edge_ptr``, ``line_ptr``). Index fields hold row numbers local to each graph
+    (``edge_index`` atoms, ``line_index`` edges). Fields and pointers read as attributes
+    (``store.edge_index``); a level no held part has (``line_ptr`` without the line graph) reads as
+    zero rows per graph.
+    """
 
     keys: np.ndarray  # (n,) bytes, content keys
-    node_ptr: np.ndarray  # (n + 1,) int64
-    edge_ptr: np.ndarray  # (n + 1,) int64
-    atomic_numbers: np.ndarray  # (sum N,) int16
-    positions: np.ndarray  # (sum N, 3) float32
-    lattices: np.ndarray  # (n, 3, 3) float32
-    edge_index: np.ndarray  # (2, sum E) int32, local to each graph
-    edge_distances: np.ndarray  # (sum E,) float32
-    edge_vectors: np.ndarray  # (sum E, 3) float32
-    edge_images: np.ndarray  # (sum E, 3) int16
-    line_ptr: np.ndarray  # (n + 1,) int64
-    line_index: np.ndarray  # (2, sum T) int32, local to each graph's edges
-    angle_cosines: np.ndarray  # (sum T,) float32
+    ptrs: dict[str, np.ndarray]  # row level -> (n + 1,) int64
+    arrays: dict[str, np.ndarray]  # field name -> array, dtype and width as in the schema
+    parts: tuple[str, ...] = (ATOM_GRAPH,)
+
+    def __post_init__(self) -> None:
+        self.parts = schema.ordered_parts(self.parts)
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
 
+    def __getattr__(self, name: str) -> np.ndarray:
+        level = name[: -len("_ptr")]
+        if name.endswith("_ptr") and level in schema.ROW_LEVELS and "ptrs" in self.__dict__:
+            ptr = self.ptrs.get(level)
+            return ptr if ptr is not None else np.zeros(len(self) + 1, dtype=np.int64)
+        return field_attribute(self, name, lambda lvl: int(self.ptrs[lvl][-1]) if lvl in self.ptrs else 0)
+
+    @property
+    def fields(self) -> tuple[Field, ...]:
+        return schema.fields_of(self.parts)
+
+    def num_rows(self, level: str) -> np.ndarray:
+        """(n,) rows of ``level`` per graph (zeros for a level no held part has)."""
+        return np.diff(getattr(self, f"{level}_ptr"))
+
     @property
     def num_atoms(self) -> np.ndarray:
-        return np.diff(self.node_ptr)
+        return self.num_rows("node")
 
     @property
     def num_edges(self) -> np.ndarray:
-        return np.diff(self.edge_ptr)
+        return self.num_rows("edge")
 
     @property
     def num_line_edges(self) -> np.ndarray:
-        return np.diff(self.line_ptr)
+        return self.num_rows("line")
+
+    def _has_rows(self, part: str) -> bool:
+        """Whether the store holds ``part`` and any row of it."""
+        if part not in self.parts:
+            return False
+        return any(len(self) > 0 if f.level == "graph" else self.ptrs[f.level][-1] > 0 for f in schema.part_fields(part))
 
     @property
     def has_line_graphs(self) -> bool:
         """True when the graphs were built with ``GraphConfig.line_graph`` (and have any bond pair)."""
-        return bool(self.line_ptr[-1] > 0)
+        return self._has_rows(schema.LINE_GRAPH)
 
     def nbytes_per_graph(self) -> dict[str, float]:
-        """Mean bytes per crystal of the atom graph and of the line graph, as stored."""
+        """Mean bytes per crystal of each part as stored (atom graph, line graph, add-ons; 0 when absent)."""
         n = max(len(self), 1)
-        atom = sum(getattr(self, f).nbytes for f in _NODE_FIELDS + _EDGE_FIELDS + ("edge_index",))
-        line = self.line_index.nbytes + self.angle_cosines.nbytes
-        return {"atom_graph": atom / n, "line_graph": line / n}
+        names = dict.fromkeys((ATOM_GRAPH, *(a.name for a in schema.addons()), *self.parts))
+        return {part: sum(self.arrays[f.name].nbytes for f in schema.part_fields(part)) / n if part in self.parts else 0.0
+                for part in names}
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_graphs(cls, keys: Sequence[str], graphs: Sequence[CrystalGraph]) -> GraphStore:
-        n_atoms = np.array([g.num_atoms for g in graphs], dtype=np.int64)
-        n_edges = np.array([g.num_edges for g in graphs], dtype=np.int64)
-        n_pairs = np.array([g.num_line_edges for g in graphs], dtype=np.int64)
-
-        def cat(name: str, empty_shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    def from_graphs(cls, keys: Sequence[str], graphs: Sequence[CrystalGraph], parts: Sequence[str] | None = None) -> GraphStore:
+        """Concatenate ``graphs`` (all built with the same parts). ``parts`` names them when
+        ``graphs`` may be empty (default: the parts of the first graph, else the atom graph)."""
+        held = schema.ordered_parts(parts if parts is not None else graphs[0].parts if graphs else (ATOM_GRAPH,))
+        for g in graphs:
+            if set(g.parts) != set(held):
+                raise ValueError(f"graphs of different parts in one store: {sorted(g.parts)} vs {sorted(held)}")
+        fields = schema.fields_of(held)
+        ptrs = {level: _pointer(np.array([g.num_rows(level) for g in graphs], dtype=np.int64)) for level in _row_levels(fields)}
+        arrays: dict[str, np.ndarray] = {}
+        for f in fields:
             if not graphs:
-                return np.zeros(empty_shape, dtype=dtype)
-            return np.concatenate([getattr(g, name) for g in graphs], axis=-1 if name.endswith("_index") else 0).astype(dtype, copy=False)
-
-        return cls(
-            keys=np.array(list(keys), dtype="S64"),
-            node_ptr=np.concatenate([[0], np.cumsum(n_atoms)]),
-            edge_ptr=np.concatenate([[0], np.cumsum(n_edges)]),
-            atomic_numbers=cat("atomic_numbers", (0,), np.int16),
-            positions=cat("positions", (0, 3), np.float32),
-            lattices=np.stack([g.lattice for g in graphs]) if graphs else np.zeros((0, 3, 3), np.float32),
-            edge_index=cat("edge_index", (2, 0), np.int32),
-            edge_distances=cat("edge_distances", (0,), np.float32),
-            edge_vectors=cat("edge_vectors", (0, 3), np.float32),
-            edge_images=cat("edge_images", (0, 3), np.int16),
-            line_ptr=np.concatenate([[0], np.cumsum(n_pairs)]),
-            line_index=cat("line_index", (2, 0), np.int32),
-            angle_cosines=cat("angle_cosines", (0,), np.float32),
-        )
+                arrays[f.name] = f.empty()
+            elif f.level == "graph":
+                arrays[f.name] = np.stack([g.arrays[f.name] for g in graphs]).astype(f.dtype, copy=False)
+            else:
+                arrays[f.name] = np.concatenate([g.arrays[f.name] for g in graphs], axis=f.row_axis).astype(f.dtype, copy=False)
+        return cls(keys=np.array(list(keys), dtype="S64"), ptrs=ptrs, arrays=arrays, parts=held)
 
     @classmethod
     def concat(cls, stores: Sequence[GraphStore]) -> GraphStore:
         stores = [s for s in stores if len(s)] or list(stores[:1])
+        if not stores:
+            raise ValueError("GraphStore.concat needs at least one store")
         if len(stores) == 1:
             return stores[0]
-        node_off = np.cumsum([0] + [int(s.node_ptr[-1]) for s in stores[:-1]])
-        edge_off = np.cumsum([0] + [int(s.edge_ptr[-1]) for s in stores[:-1]])
-        line_off = np.cumsum([0] + [int(s.line_ptr[-1]) for s in stores[:-1]])
-        return cls(
-            keys=np.concatenate([s.keys for s in stores]),
-            node_ptr=np.concatenate([[0]] + [s.node_ptr[1:] + o for s, o in zip(stores, node_off)]),
-            edge_ptr=np.concatenate([[0]] + [s.edge_ptr[1:] + o for s, o in zip(stores, edge_off)]),
-            atomic_numbers=np.concatenate([s.atomic_numbers for s in stores]),
-            positions=np.concatenate([s.positions for s in stores]),
-            lattices=np.concatenate([s.lattices for s in stores]),
-            edge_index=np.concatenate([s.edge_index for s in stores], axis=1),
-            edge_distances=np.concatenate([s.edge_distances for s in stores]),
-            edge_vectors=np.concatenate([s.edge_vectors for s in stores]),
-            edge_images=np.concatenate([s.edge_images for s in stores]),
-            line_ptr=np.concatenate([[0]] + [s.line_ptr[1:] + o for s, o in zip(stores, line_off)]),
-            line_index=np.concatenate([s.line_index for s in stores], axis=1),
-            angle_cosines=np.concatenate([s.angle_cosines for s in stores]),
-        )
+        held = stores[0].parts
+        for s in stores[1:]:
+            if s.parts != held:
+                raise ValueError(f"cannot concatenate stores of different parts: {list(held)} and {list(s.parts)}")
+        ptrs = {}
+        for level in stores[0].ptrs:
+            offsets = np.cumsum([0] + [int(s.ptrs[level][-1]) for s in stores[:-1]])
+            ptrs[level] = np.concatenate([[0]] + [s.ptrs[level][1:] + o for s, o in zip(stores, offsets)])
+        arrays = {f.name: np.concatenate([s.arrays[f.name] for s in stores], axis=f.row_axis) for f in stores[0].fields}
+        return cls(keys=np.concatenate([s.keys for s in stores]), ptrs=ptrs, arrays=arrays, parts=held)
 
     def take(self, indices: Sequence[int] | np.ndarray) -> GraphStore:
         """A store holding graphs ``indices`` in that order (``self`` when that is all, in order)."""
         idx = np.asarray(indices, dtype=np.int64)
         if len(idx) == len(self) and np.array_equal(idx, np.arange(len(self))):
             return self  # no copy: a full cache load would otherwise copy ~0.3 GB for nothing
-        n_atoms, n_edges, n_pairs = self.num_atoms[idx], self.num_edges[idx], self.num_line_edges[idx]
-        node_sel = _ranges(self.node_ptr[idx], n_atoms)
-        edge_sel = _ranges(self.edge_ptr[idx], n_edges)
-        pair_sel = _ranges(self.line_ptr[idx], n_pairs)
-        return GraphStore(
-            keys=self.keys[idx],
-            node_ptr=np.concatenate([[0], np.cumsum(n_atoms)]),
-            edge_ptr=np.concatenate([[0], np.cumsum(n_edges)]),
-            atomic_numbers=self.atomic_numbers[node_sel],
-            positions=self.positions[node_sel],
-            lattices=self.lattices[idx],
-            edge_index=self.edge_index[:, edge_sel],
-            edge_distances=self.edge_distances[edge_sel],
-            edge_vectors=self.edge_vectors[edge_sel],
-            edge_images=self.edge_images[edge_sel],
-            line_ptr=np.concatenate([[0], np.cumsum(n_pairs)]),
-            line_index=self.line_index[:, pair_sel],
-            angle_cosines=self.angle_cosines[pair_sel],
-        )
+        sel: dict[str, np.ndarray] = {"graph": idx}
+        ptrs = {}
+        for level, ptr in self.ptrs.items():
+            counts = np.diff(ptr)[idx]
+            sel[level] = _ranges(ptr[idx], counts)
+            ptrs[level] = _pointer(counts)
+        arrays = {f.name: _rows(self.arrays[f.name], sel[f.level], f) for f in self.fields}
+        return GraphStore(keys=self.keys[idx], ptrs=ptrs, arrays=arrays, parts=self.parts)
 
     def graph(self, i: int) -> CrystalGraph:
-        ns, ne = slice(self.node_ptr[i], self.node_ptr[i + 1]), slice(self.edge_ptr[i], self.edge_ptr[i + 1])
-        nt = slice(self.line_ptr[i], self.line_ptr[i + 1])
-        return CrystalGraph(
-            atomic_numbers=self.atomic_numbers[ns],
-            positions=self.positions[ns],
-            lattice=self.lattices[i],
-            edge_index=self.edge_index[:, ne],
-            edge_distances=self.edge_distances[ne],
-            edge_vectors=self.edge_vectors[ne],
-            edge_images=self.edge_images[ne],
-            line_index=self.line_index[:, nt],
-            angle_cosines=self.angle_cosines[nt],
-        )
+        arrays = {}
+        for f in self.fields:
+            if f.level == "graph":
+                arrays[f.name] = self.arrays[f.name][i]
+            else:
+                ptr = self.ptrs[f.level]
+                arrays[f.name] = _rows(self.arrays[f.name], slice(ptr[i], ptr[i + 1]), f)
+        return CrystalGraph(arrays, self.parts)
 
     # ------------------------------------------------------------------ disk (no pickle)
     def save(self, path: str | Path) -> None:
-        """Write atomically: a reader never sees a half-written file."""
+        """Write atomically: a reader never sees a half-written file. ``parts`` records what it holds."""
         path = Path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **{name: getattr(self, name) for name in self.__dataclass_fields__})
+        payload = {"keys": self.keys, "parts": np.array(self.parts, dtype="S")}
+        payload.update({f"{level}_ptr": ptr for level, ptr in self.ptrs.items()})
+        payload.update(self.arrays)
+        np.savez(tmp, **payload)
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> GraphStore:
+        """Read a shard; its parts must be registered. Shards written before the schema (no ``parts``)
+        always hold the line-graph arrays, empty when it was not built."""
         with np.load(path, allow_pickle=False) as data:
-            return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+            if "parts" in data.files:
+                parts = tuple(p.decode() for p in data["parts"].tolist())
+            else:
+                parts = (ATOM_GRAPH,) + ((schema.LINE_GRAPH,) if int(data["line_ptr"][-1]) > 0 else ())
+            parts = schema.ordered_parts(parts)
+            fields = schema.fields_of(parts)
+            return cls(keys=data["keys"], ptrs={level: data[f"{level}_ptr"] for level in _row_levels(fields)},
+                       arrays={f.name: data[f.name] for f in fields}, parts=parts)
 
     # ------------------------------------------------------------------ batching
+    @cached_property
+    def _collate_plan(self) -> tuple[tuple[Field, ...], tuple[Field, ...], tuple[str, ...], tuple[str, ...]]:
+        """What ``collate`` gathers, worked out once per store: the atom graph's collated fields, those
+        of the add-ons with any row here (in part order), the row levels to select and the levels whose
+        batch pointers index fields (and the ``batch`` vector) need."""
+        atom = tuple(f for f in schema.part_fields(ATOM_GRAPH) if f.batch_name is not None)
+        extra = tuple(f for part in self.parts[1:] if self._has_rows(part)
+                      for f in schema.part_fields(part) if f.batch_name is not None)
+        fields = atom + extra
+        needed = {"node", *(f.level for f in fields), *(f.index_of for f in fields if f.index_of is not None)}
+        levels = tuple(level for level in self.ptrs if level in needed)
+        offsets = tuple(level for level in levels if level == "node" or any(f.index_of == level for f in fields))
+        return atom, extra, levels, offsets
+
     def collate(self, indices: Sequence[int] | np.ndarray, targets: np.ndarray | None = None) -> Data:
         """One PyG ``Data`` batch of graphs ``indices`` (global node numbering, ``batch`` vector).
 
         Fields: ``z`` (N,), ``pos`` (N, 3), ``edge_index`` (2, E), ``edge_dist`` (E,),
         ``edge_vec`` (E, 3), ``batch`` (N,), ``ptr`` (B + 1,), ``num_graphs``, ``y`` (B, T) if given;
-        with line graphs also ``line_index`` (2, T) edge numbers of the batch and ``angle_cos`` (T,).
+        with line graphs also ``line_index`` (2, T) edge numbers of the batch and ``angle_cos`` (T,);
+        then each add-on's fields under their batch names (index fields offset to the batch's rows,
+        graph-level fields (B, ...)). Add-ons a store holds no row of are left out, as the line graph.
         """
+        atom_fields, addon_fields, levels, offset_levels = self._collate_plan
         idx = np.asarray(indices, dtype=np.int64)
-        n_atoms, n_edges = self.num_atoms[idx], self.num_edges[idx]
-        node_sel = _ranges(self.node_ptr[idx], n_atoms)
-        edge_sel = _ranges(self.edge_ptr[idx], n_edges)
-        ptr = np.concatenate([[0], np.cumsum(n_atoms)])
-        offsets = np.repeat(ptr[:-1], n_edges)
-        edge_index = self.edge_index[:, edge_sel].astype(np.int64) + offsets
+        counts: dict[str, np.ndarray] = {}
+        sel: dict[str, np.ndarray] = {"graph": idx}
+        for level in levels:
+            start = self.ptrs[level][idx]
+            counts[level] = self.ptrs[level][idx + 1] - start
+            sel[level] = _ranges(start, counts[level])
+        ptr = {level: _pointer(counts[level]) for level in offset_levels}
+
+        def value(f: Field) -> torch.Tensor:
+            v = _rows(self.arrays[f.name], sel[f.level], f)
+            if f.batch_dtype is not None and v.dtype != f.batch_dtype:
+                v = v.astype(f.batch_dtype)
+            if f.index_of is not None:  # local row numbers -> numbers in the batch
+                v = v + np.repeat(ptr[f.index_of][:-1], counts[f.level])
+            return torch.from_numpy(v)
+
+        atoms = ptr["node"]
         batch = Data(
-            z=torch.from_numpy(self.atomic_numbers[node_sel].astype(np.int64)),
-            pos=torch.from_numpy(self.positions[node_sel]),
-            edge_index=torch.from_numpy(edge_index),
-            edge_dist=torch.from_numpy(self.edge_distances[edge_sel]),
-            edge_vec=torch.from_numpy(self.edge_vectors[edge_sel]),
-            batch=torch.from_numpy(np.repeat(np.arange(len(idx)), n_atoms)),
-            ptr=torch.from_numpy(ptr),
-            num_nodes=int(ptr[-1]),
+            **{f.batch_name: value(f) for f in atom_fields},
+            batch=torch.from_numpy(np.repeat(np.arange(len(idx)), counts["node"])),
+            ptr=torch.from_numpy(atoms),
+            num_nodes=int(atoms[-1]),
         )
-        if self.has_line_graphs:
-            n_pairs = self.num_line_edges[idx]
-            pair_sel = _ranges(self.line_ptr[idx], n_pairs)
-            edge_ptr = np.concatenate([[0], np.cumsum(n_edges)])
-            line_index = self.line_index[:, pair_sel].astype(np.int64) + np.repeat(edge_ptr[:-1], n_pairs)
-            batch.line_index = torch.from_numpy(line_index)
-            batch.angle_cos = torch.from_numpy(self.angle_cosines[pair_sel])
+        for f in addon_fields:
+            setattr(batch, f.batch_name, value(f))
         batch.num_graphs = len(idx)
         batch.graph_index = torch.from_numpy(idx)
         if targets is not None:
