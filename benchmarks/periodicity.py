@@ -34,7 +34,6 @@ machine) goes to ``benchmarks/results/periodicity.json`` (``<out name>.json``, p
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -56,7 +55,7 @@ from crystalgnn.analysis.periodicity import (  # noqa: E402
     paper_findings,
     run_periodicity,
 )
-from crystalgnn.config import defaults_for  # noqa: E402
+from crystalgnn.cli.common import add_model_args, add_model_choice, model_config_from_args  # noqa: E402
 
 #: Findings the benchmark grades; the others are printed for information.
 GRADED = ("short-mean-learnable", "long-mean-worse", "long-sum-beats-mean", "mixed-sum-gain-smaller")
@@ -71,9 +70,8 @@ def main() -> int:
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(defaults.datasets))
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(defaults.variants))
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--model", default=defaults.model, choices=["cgcnn", "alignn"])
-    parser.add_argument("--hidden", type=int, default=256, help="ALIGNN width (reference 256)")
-    parser.add_argument("--norm", choices=["batch", "layer"], help="ALIGNN normalization (default: ALIGNNConfig's, layer)")
+    add_model_choice(parser, default=defaults.model)
+    add_model_args(parser)  # every registered model's settings, e.g. --hidden 64 --norm batch for alignn
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared 2-core machine, 2 threads ran 7x slower per step than 1 "
                              "while another process was busy)")
@@ -88,10 +86,10 @@ def main() -> int:
     )
     info = machine_info()
     start = time.perf_counter()
-    base = defaults_for(args.model)
-    if args.model == "alignn":  # --hidden / --norm are ALIGNN's settings; CGCNN keeps its own
-        arch = dataclasses.replace(base.model.arch, hidden_features=args.hidden, norm=args.norm or base.model.arch.norm)
-        base = dataclasses.replace(base, model=dataclasses.replace(base.model, arch=arch))
+    try:
+        base = model_config_from_args(args)  # a flag of another model is an error
+    except ValueError as err:
+        parser.error(str(err))
     table = run_periodicity(args.out, study, cache_dir=args.graph_cache, progress=args.progress, echo=True, base_config=base)
     wall = time.perf_counter() - start
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import extracted_mp37k, machine_info, write_results  # noqa: E402
 
 from crystalgnn.analysis.probe import ProbeSettings, run_probe  # noqa: E402
-from crystalgnn.config import defaults_for  # noqa: E402
+from crystalgnn.cli.common import add_model_args, add_model_choice, model_config_from_args  # noqa: E402
 from crystalgnn.io import load_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +45,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--model", default="cgcnn", choices=["cgcnn", "alignn"])
-    parser.add_argument("--hidden", type=int, default=256, help="ALIGNN width (reference 256)")
-    parser.add_argument("--norm", choices=["batch", "layer"], help="ALIGNN normalization (default: ALIGNNConfig's, layer)")
+    add_model_choice(parser, default="cgcnn")
+    add_model_args(parser)  # every registered model's settings, e.g. --hidden 64 --norm batch for alignn
     parser.add_argument("--precision", choices=["32", "bf16-mixed"], default="32", help="training precision")
     parser.add_argument("--no-crystal-system", action="store_true", help="skip the crystal-system classifier (half the cost)")
     parser.add_argument("--seed", type=int, default=123)
@@ -57,10 +56,10 @@ def main() -> None:
     folder = extracted_mp37k(None)
     data = load_dataset(folder / "id_prop.csv", targets=[], structures_dir=folder / "data")
     data.meta["source"] = str(folder)
-    cfg = defaults_for(args.model)
-    if args.model == "alignn":  # --hidden / --norm are ALIGNN's settings; CGCNN keeps its own
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=dataclasses.replace(
-            cfg.model.arch, hidden_features=args.hidden, norm=args.norm or cfg.model.arch.norm)))
+    try:
+        cfg = model_config_from_args(args)  # a flag of another model is an error
+    except ValueError as err:
+        parser.error(str(err))
     cfg = dataclasses.replace(
         cfg,
         train=dataclasses.replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads, precision=args.precision),
