@@ -186,8 +186,6 @@ class PeriodicityStudy:
         unknown = [v for v in self.variants if v not in VARIANTS]
         if unknown:
             raise ValueError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-        if self.model not in registry.names():
-            raise ValueError(f"unknown model {self.model!r}; choose from {list(registry.names())}")
         misfits = [v for v in self.variants if VARIANTS[v].models is not None and self.model not in VARIANTS[v].models]
         if misfits:
             fitting = [v for v, var in VARIANTS.items() if var.models is None or self.model in var.models]
@@ -287,6 +285,7 @@ def run_periodicity(
     from crystalgnn.training.run import train
 
     study = study or PeriodicityStudy()
+    registry.get(study.model)  # an unknown model fails here, naming the registered ones
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     say = _Reporter(out_dir / "periodicity.log", progress if echo is None else echo)

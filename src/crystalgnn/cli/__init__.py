@@ -34,19 +34,23 @@ with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated da
 COMMANDS = ("train", "predict", "evaluate", "featurize", "baseline", "probe", "periodicity", "importance")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line. Only ``command``'s parser gets the model options, which come from
+    the registry and so import every model file (torch): ``crystalgnn --help`` stays quick."""
     import importlib
 
     parser = argparse.ArgumentParser(prog="crystalgnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"crystalgnn.cli.{name}").add_parser(sub)
+        importlib.import_module(f"crystalgnn.cli.{name}").add_parser(sub, models=name == command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    args = build_parser(command).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         for name in ("lightning", "lightning.pytorch", "lightning.fabric"):

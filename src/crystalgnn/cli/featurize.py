@@ -33,7 +33,7 @@ Results are cached by structure content, so a second run over the same files is 
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers, models: bool = True) -> argparse.ArgumentParser:
     """Register ``featurize`` on an ``argparse`` sub-parsers object; returns the new parser."""
     from crystalgnn.descriptors import CRYSTAL_SYSTEMS, DESCRIPTOR_NAMES
 

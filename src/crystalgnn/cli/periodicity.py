@@ -45,7 +45,7 @@ example:
 """
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers, models: bool = True) -> argparse.ArgumentParser:
     """Register ``periodicity`` on an ``argparse`` subparsers object and return its parser."""
     p = subparsers.add_parser("periodicity", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,7 +65,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=_DEFAULTS.threads, help="torch CPU threads (0: all cores)")
     p.add_argument("--cache-dir", default="default", help="graph cache folder (default: $CRYSTALGNN_CACHE or ~/.cache/crystalgnn)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per cell is still printed)")
-    add_model_args(p)
+    if models:
+        add_model_args(p)
     p.set_defaults(func=run)
     return p
 

@@ -8,7 +8,7 @@ import sys
 HELP = "predict structures with a trained run"
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
+def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help=HELP,
                         description="Predict structures with the graph and feature settings of training. Output order = input order.")
     pr.add_argument("run_dir", help="run directory written by 'crystalgnn train'")
