@@ -206,7 +206,7 @@ class RunConfig:
     @classmethod
     def from_json_dict(cls, data: dict[str, Any]) -> RunConfig:
         """A config from its JSON form; layout-1 files (written before the registry) are upgraded."""
-        if "config_layout" not in data:
+        if "config_layout" not in data and "arch" not in data.get("model", {}):
             data = upgrade_layout_1(data)
         return from_dict(cls, data)
 
