@@ -7,10 +7,10 @@ Each model file (``models/cgcnn.py``, ``models/alignn.py``, ...) declares, next 
     class TinyConfig:                       # the model's own settings, paper defaults
         width: int = field(default=32, metadata={"help": "atom vector width (32)"})
 
-    def build_tiny(settings: TinyConfig, inputs: BuildInputs) -> nn.Module:
-        return Tiny(inputs.atom_table, inputs.out_features, settings.width, inputs.pooling, ...)
+    class Tiny(nn.Module):                   # forward(batch, extra=None) -> ReadoutOutput
+        def __init__(self, atom_table, out_features, pooling, dropout, extra_features, width=32): ...
 
-    register(ModelSpec(name="tiny", settings=TinyConfig, build=build_tiny,
+    register(ModelSpec(name="tiny", settings=TinyConfig, build=keyword_builder(Tiny),
                        description="a two-layer toy", train_defaults={"epochs": 50}))
 
 From then on ``ModelConfig(name="tiny")``, ``defaults_for("tiny")``, ``crystalgnn train --model
@@ -74,6 +74,25 @@ class BuildInputs:
     extra_features: int
     atom_table: Any | None
     run: Any
+
+
+def keyword_builder(model_class: Callable[..., Any]) -> Callable[[Any, BuildInputs], Any]:
+    """A builder for a model whose constructor takes, as keyword arguments, the shared inputs
+    (``atom_table``, ``out_features``, ``pooling``, ``dropout``, ``extra_features``) and one
+    argument per field of its settings dataclass (the shape of PyG's and matgl's models)."""
+
+    def build(settings: Any, inputs: BuildInputs) -> Any:
+        return model_class(
+            atom_table=inputs.atom_table,
+            out_features=inputs.out_features,
+            pooling=inputs.pooling,
+            dropout=inputs.dropout,
+            extra_features=inputs.extra_features,
+            **dataclasses.asdict(settings),
+        )
+
+    build.__name__ = build.__qualname__ = f"build_{getattr(model_class, '__name__', 'model').lower()}"
+    return build
 
 
 def _no_needs(settings: Any) -> InputNeeds:

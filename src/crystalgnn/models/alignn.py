@@ -42,7 +42,6 @@ model see ``benchmarks/alignn_peer.py``.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -51,7 +50,7 @@ from torch_geometric.data import Data
 
 from crystalgnn.models.blocks import MAX_Z, AtomInput, EdgeGatedConv, MLPLayer, Norm, RBFExpansion
 from crystalgnn.models.readout import Readout, ReadoutOutput
-from crystalgnn.registry import BuildInputs, InputNeeds, ModelSpec, register
+from crystalgnn.registry import InputNeeds, ModelSpec, keyword_builder, register
 
 
 @dataclass(frozen=True)
@@ -192,22 +191,10 @@ class ALIGNN(nn.Module):
         return self.readout(x, batch.batch, int(batch.num_graphs), extra)
 
 
-def build_alignn(settings: ALIGNNConfig, inputs: BuildInputs) -> ALIGNN:
-    """The registry's builder: an ALIGNN with ``settings`` and the shared readout settings."""
-    return ALIGNN(
-        atom_table=inputs.atom_table,
-        out_features=inputs.out_features,
-        pooling=inputs.pooling,  # type: ignore[arg-type]
-        dropout=inputs.dropout,
-        extra_features=inputs.extra_features,
-        **dataclasses.asdict(settings),
-    )
-
-
 register(ModelSpec(
     name="alignn",
     settings=ALIGNNConfig,
-    build=build_alignn,
+    build=keyword_builder(ALIGNN),
     description="ALIGNN (Choudhary & DeCost 2021): edge-gated convolutions on the kNN graph and its line graph of bond angles",
     needs=lambda s: InputNeeds(line_graph=s.alignn_layers > 0),
     graph_defaults={"strategy": "knn", "line_graph": True},

@@ -32,7 +32,6 @@ classification adds dropout 0.5 before the output layer. Graph: the 12 nearest n
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -43,7 +42,7 @@ from torch_geometric.utils import scatter
 
 from crystalgnn.models.blocks import MAX_Z, AtomInput, GaussianExpansion
 from crystalgnn.models.readout import Readout, ReadoutOutput
-from crystalgnn.registry import BuildInputs, ModelSpec, register
+from crystalgnn.registry import ModelSpec, keyword_builder, register
 
 
 @dataclass(frozen=True)
@@ -152,22 +151,10 @@ class CGCNN(nn.Module):
         return self.readout(x, batch.batch, int(batch.num_graphs), extra)
 
 
-def build_cgcnn(settings: CGCNNConfig, inputs: BuildInputs) -> CGCNN:
-    """The registry's builder: a CGCNN with ``settings`` and the shared readout settings."""
-    return CGCNN(
-        atom_table=inputs.atom_table,
-        out_features=inputs.out_features,
-        pooling=inputs.pooling,  # type: ignore[arg-type]
-        dropout=inputs.dropout,
-        extra_features=inputs.extra_features,
-        **dataclasses.asdict(settings),
-    )
-
-
 register(ModelSpec(
     name="cgcnn",
     settings=CGCNNConfig,
-    build=build_cgcnn,
+    build=keyword_builder(CGCNN),
     description="CGCNN (Xie & Grossman 2018): gated convolutions on the radius graph",
     # Weights saved before the registry held the atom input as model.atom_table / model.embedding.
     legacy_state_keys={"model.atom_table": "model.atom_input.table", "model.embedding.": "model.atom_input.project."},
