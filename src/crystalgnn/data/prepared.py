@@ -16,11 +16,12 @@ from torch_geometric.data import Data
 from crystalgnn.config import FeatureConfig, GraphConfig, RunConfig
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import Problem
+from crystalgnn.features.atom import SUPPORTED_MAX_Z
 from crystalgnn.graphs.cache import build_graphs
 from crystalgnn.graphs.store import GraphStore
 
 #: Largest atomic number the atom features cover (CGCNN's table and the learned embedding: 1–100).
-MAX_SUPPORTED_Z = 100
+MAX_SUPPORTED_Z = SUPPORTED_MAX_Z
 
 
 @dataclass

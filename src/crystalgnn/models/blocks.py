@@ -22,10 +22,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from crystalgnn.features.atom import SUPPORTED_MAX_Z
+
 Norm = Literal["batch", "layer"]
 
 #: Largest atomic number of the atom inputs (CGCNN's table and the learned embedding: 1–100).
-MAX_Z = 100
+MAX_Z = SUPPORTED_MAX_Z
 
 
 def norm_layer(features: int, kind: Norm) -> nn.Module:
