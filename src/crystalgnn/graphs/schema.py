@@ -8,7 +8,7 @@ storing, slicing, concatenating, saving, collating and the memory report
 (:class:`crystalgnn.graphs.store.GraphStore`) all loop over this table, so a new per-atom,
 per-bond or per-crystal feature is one builder plus its rows passed to :func:`register_addon`, with
 no edit of the store, cache or collate code. The enabled add-ons' names, versions and settings enter
-the cache key (:meth:`crystalgnn.config.GraphConfig.key`, via :func:`addon_key`).
+the cache key (:func:`graph_key`, which names the cache folders).
 
 A per-atom feature, with no other edit (``getattr``: a setting ``GraphConfig`` does not have yet)::
 
@@ -23,8 +23,8 @@ A per-atom feature, with no other edit (``getattr``: a setting ``GraphConfig`` d
         enabled=lambda cfg: getattr(cfg, "ofm", False),
     ))
 
-This module imports numpy and the line-graph builder only (not the config, the structures or the
-store), so the config can ask it for the cache key without an import circle.
+This module imports numpy, the config's hash and the line-graph builder only (not the structures
+or the store), so the store, the graph builder and the cache can all use it.
 """
 
 from __future__ import annotations
@@ -43,8 +43,7 @@ from crystalgnn.graphs.line_graph import line_graph
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-#: A ``crystalgnn.config.GraphConfig`` (or a subclass with more settings). Not imported, even for
-#: annotations: the config imports this module for its cache key, and imports stay free of circles.
+#: A ``crystalgnn.config.GraphConfig``, or a subclass with more settings (a test's add-on reads one).
 GraphConfigLike = Any
 
 Level = Literal["node", "edge", "line", "graph"]
