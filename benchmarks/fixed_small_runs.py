@@ -81,6 +81,9 @@ def main() -> int:
             data = load_dataset(folder, targets=[1], transform="log10")
         result = train(data, out / name, cfg, progress=False, workers=1, cache_dir=out / "cache")
         predictions = pd.read_csv(out / name / "predictions_test.csv")
+        learned = [c for c in predictions.columns if "_log10_" in c]
+        if learned:  # a log10 run: compare what the model learned (the record predates the data-unit columns)
+            predictions = predictions[["id", *learned]].rename(columns={c: c.replace("_log10_", "_") for c in learned})
         results[name] = {"test": result.metrics["test"], "val": result.metrics["val"], "best_epoch": result.metrics["best_epoch"],
                          "predictions_test": predictions.drop(columns=["id"]).round(12).values.tolist()}
         print(name, json.dumps(result.metrics["test"]), flush=True)

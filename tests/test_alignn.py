@@ -222,7 +222,7 @@ def test_train_save_load_predict_identical_with_descriptors(elasticity_slice, tm
     predictions = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
     fresh = model.predict([elasticity_slice / f"{i}.cif" for i in predictions["id"].astype(str)])
     for name in ("target0", "target1"):
-        np.testing.assert_array_equal(fresh[name].to_numpy(), predictions[f"pred_{name}"].to_numpy().astype(np.float32))
+        np.testing.assert_array_equal(fresh[f"log10_{name}"].to_numpy(), predictions[f"pred_log10_{name}"].to_numpy().astype(np.float32))
 
 
 def test_cli_alignn_classification_and_site_contributions(elasticity_slice, tmp_path, capsys):
@@ -246,7 +246,7 @@ def test_cli_alignn_classification_and_site_contributions(elasticity_slice, tmp_
     assert cli.main(["predict", str(tmp_path / "site"), str(elasticity_slice / "3.cif"), "-o", str(out), "--site-contributions", str(sites)]) == 0
     per_site = pd.read_csv(sites)
     assert len(per_site) == len(Structure.from_file(elasticity_slice / "3.cif"))
-    assert per_site.iloc[:, -1].mean() == pytest.approx(pd.read_csv(out).iloc[0, -1], rel=1e-4)
+    assert per_site["log10_target1"].mean() == pytest.approx(pd.read_csv(out)["log10_target1"].iloc[0], rel=1e-4)
     capsys.readouterr()
 
 
@@ -277,5 +277,5 @@ def test_bf16_mixed_training_predicts_in_float32(elasticity_slice, tmp_path):
     assert model.cfg.train.precision == "bf16-mixed"
     saved = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
     fresh = model.predict([elasticity_slice / f"{i}.cif" for i in saved["id"].astype(str)])
-    assert fresh["target1"].dtype == np.float32
-    np.testing.assert_array_equal(fresh["target1"].to_numpy(), saved["pred_target1"].to_numpy().astype(np.float32))
+    assert fresh["log10_target1"].dtype == np.float32  # the model's own output: float32, not bfloat16
+    np.testing.assert_array_equal(fresh["log10_target1"].to_numpy(), saved["pred_log10_target1"].to_numpy().astype(np.float32))

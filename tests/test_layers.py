@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "crystalgnn"
 
 #: README's layer order: a module may import its own layer and the layers before it.
 LAYERS: list[set[str]] = [
-    {"registry", "errors", "parallel", "paths", "datasets", "features"},
+    {"registry", "errors", "parallel", "paths", "transforms", "datasets", "features"},
     {"config"},
     {"structures"},
     {"graphs", "descriptors"},

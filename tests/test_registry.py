@@ -79,7 +79,7 @@ def test_a_model_of_the_test_file_trains_saves_loads_and_predicts(tiny_model, el
     assert model.cfg == RunConfig.load(tmp_path / "api" / "config.json") and isinstance(model.module.model, Tiny)
     expected = pd.read_csv(tmp_path / "api" / "predictions_test.csv")
     fresh = model.predict([elasticity_slice / f"{i}.cif" for i in expected["id"].astype(str)])
-    np.testing.assert_array_equal(fresh["target1"].to_numpy(), expected["pred_target1"].to_numpy().astype(np.float32))
+    np.testing.assert_array_equal(fresh["log10_target1"].to_numpy(), expected["pred_log10_target1"].to_numpy().astype(np.float32))
 
     run = tmp_path / "cli"
     assert cli.main(["train", str(elasticity_slice), "--model", "tiny", "--width", "4", "--layers", "3", "--target", "1",

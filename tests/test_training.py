@@ -49,8 +49,10 @@ def test_train_save_load_predict_gives_identical_numbers(elasticity_slice, tmp_p
     cifs = [elasticity_slice / f"{i}.cif" for i in saved["id"].astype(str)][::-1]
     fresh = model.predict(cifs)
     assert fresh["id"].tolist() == [p.stem for p in cifs]
-    np.testing.assert_array_equal(fresh["target0"].to_numpy()[::-1], saved["pred_target0"].to_numpy().astype(np.float32))
-    np.testing.assert_array_equal(fresh["target1"].to_numpy()[::-1], saved["pred_target1"].to_numpy().astype(np.float32))
+    np.testing.assert_array_equal(fresh["log10_target0"].to_numpy()[::-1], saved["pred_log10_target0"].to_numpy().astype(np.float32))
+    np.testing.assert_array_equal(fresh["log10_target1"].to_numpy()[::-1], saved["pred_log10_target1"].to_numpy().astype(np.float32))
+    # In the units of the data (GPa) too, where the model learned log10.
+    np.testing.assert_allclose(fresh["target1"].to_numpy()[::-1], saved["pred_target1"].to_numpy(), rtol=1e-12)
     # In-memory structures give the same numbers as files.
     structures = [Structure.from_file(p) for p in cifs[:5]]
     np.testing.assert_allclose(model.predict(structures)["target0"], fresh["target0"][:5], rtol=1e-6)
@@ -152,7 +154,7 @@ def test_cli_end_to_end_on_mp_elasticity(elasticity_slice, tmp_path, capsys):
                      "--pooling", "site", "--threads", "1", "--quiet"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "test target0: MAE" in out and "R²" in out
+    assert "test log10_target0: MAE" in out and "R²" in out  # the summary names what was learned
 
     preds, sites, emb = tmp_path / "p.csv", tmp_path / "sites.csv", tmp_path / "emb.csv"
     inputs = [str(elasticity_slice / "3.cif"), str(elasticity_slice / "1.cif"), str(elasticity_slice / "2.cif")]
@@ -160,8 +162,8 @@ def test_cli_end_to_end_on_mp_elasticity(elasticity_slice, tmp_path, capsys):
     frame = pd.read_csv(preds)
     assert frame["id"].astype(str).tolist() == ["3", "1", "2"]
     site_frame = pd.read_csv(sites)
-    per_crystal = site_frame.groupby(site_frame["id"].astype(str))["target0"].mean()
-    np.testing.assert_allclose(per_crystal.loc[["3", "1", "2"]].to_numpy(), frame["target0"].to_numpy(), rtol=1e-5)
+    per_crystal = site_frame.groupby(site_frame["id"].astype(str))["log10_target0"].mean()  # contributions as learned
+    np.testing.assert_allclose(per_crystal.loc[["3", "1", "2"]].to_numpy(), frame["log10_target0"].to_numpy(), rtol=1e-5)
     assert set(site_frame["element"]) == {str(e) for p in inputs for e in Structure.from_file(p).composition.elements}
     assert len(site_frame) == sum(len(Structure.from_file(p)) for p in inputs)
     assert pd.read_csv(emb).shape == (3, 1 + 16)
@@ -194,7 +196,7 @@ def test_ddp_two_processes_on_cpu(elasticity_slice, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert np.isfinite(metrics["test"]["target1"]["mae"])
-    assert load_model(run).predict([elasticity_slice / "5.cif"]).shape == (1, 2)
+    assert load_model(run).predict([elasticity_slice / "5.cif"]).columns.tolist() == ["id", "target1", "log10_target1"]
 
 
 def test_loader_workers_are_reproducible(elasticity_slice, tmp_path):

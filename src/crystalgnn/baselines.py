@@ -145,7 +145,8 @@ def train_forest(
         else:
             values = model.predict(x[idx]).reshape(len(idx), -1)
             predictions[name] = values * prepared.store.num_atoms[idx, None] if cfg.data.per_atom else values
-    metrics = write_outputs(prepared, split, predictions, list(prepared.target_names), classification, run_dir)
+    metrics = write_outputs(prepared, split, predictions, list(prepared.target_names), classification, run_dir, cfg.data.transform)
+    metrics["target_transform"] = cfg.data.transform
     metrics["n_skipped"] = len(prepared.problems)
     metrics["model"] = "random_forest:" + "+".join(forest.features)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -188,7 +188,8 @@ def run_probe(
     base = base_config or RunConfig()
     base = dataclasses.replace(
         base,
-        data=dataclasses.replace(base.data, targets=(), on_error="skip", per_atom=False),
+        # the targets are the descriptors, learned as they are (a base config's transform is not theirs)
+        data=dataclasses.replace(base.data, targets=(), on_error="skip", per_atom=False, transform="none"),
         model=dataclasses.replace(base.model, task="regression", descriptors=()),
         train=dataclasses.replace(base.train, split_fractions=settings.split_fractions, seed=settings.seed),
     )

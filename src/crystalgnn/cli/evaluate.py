@@ -32,10 +32,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, list(targets), transform=predictor.cfg.data.transform)
     data = predictor.prepare(dataset, on_error=args.on_error)
     pred = predictor.predict_store(data)
-    frame = predictor.to_frame(pred, data)
     output = Path(args.output or Path(args.run_dir) / "evaluate_predictions.csv")
     names = [str(targets[0])] if predictor.module.is_classification else predictor.target_names
-    metrics = evaluation_report(frame, data.targets, pred.values, names, predictor.module.is_classification, output)
+    frame, metrics = evaluation_report(pred.ids, data.targets, pred.values, names, predictor.module.is_classification, output,
+                                       predictor.cfg.data.transform)
     frame.to_csv(output, index=False)
     print(json.dumps({"metrics": metrics, "n_skipped": len(data.problems)}, indent=2, default=float))
     return 0

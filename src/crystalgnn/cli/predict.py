@@ -23,6 +23,7 @@ def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from crystalgnn import transforms
     from crystalgnn.predict import load_model
     from crystalgnn.reports.outputs import embeddings_frame, site_contributions_frame
 
@@ -42,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     if args.site_contributions:
         if pred.sites is None:
             raise ValueError("--site-contributions needs a model trained with --pooling site")
-        site_contributions_frame(pred.ids, data, pred.sites, predictor.target_names).to_csv(args.site_contributions, index=False)
+        # per-site contributions are in the units the model learned (their mean is the learned prediction)
+        learned = [transforms.learned_name(n, predictor.cfg.data.transform) for n in predictor.target_names]
+        site_contributions_frame(pred.ids, data, pred.sites, learned).to_csv(args.site_contributions, index=False)
     if args.embeddings:
         embeddings_frame(pred.ids, pred.embeddings).to_csv(args.embeddings, index=False)
     return 0

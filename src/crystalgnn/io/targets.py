@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from crystalgnn import transforms
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import Problem
 from crystalgnn.structures.source import StructureSource
-
-_TRANSFORMS = ("none", "log10")
 
 
 def _format_id(value: Any) -> str | None:
@@ -106,12 +105,13 @@ class _Collector:
                 self.problem(item_id, f"target {name} is NaN", "targets")
             elif kind == "inf":
                 self.problem(item_id, f"target {name} is {raw} (not finite)", "targets")
-            elif self.transform == "log10":
-                if v <= 0:  # type: ignore[operator]
-                    self.problem(item_id, f"target {name} = {v:g} cannot take log10", "targets")
-                    kind = "log"
+            elif self.transform != "none":
+                transformed = transforms.forward(v, self.transform)  # type: ignore[arg-type]
+                if transformed is None:
+                    self.problem(item_id, f"target {name} = {v:g} cannot take {self.transform}", "targets")
+                    kind = "transform"
                 else:
-                    v = math.log10(v)  # type: ignore[arg-type]
+                    v = transformed
             if kind is not None:
                 ok = False
             else:
@@ -139,10 +139,7 @@ class _Collector:
 
 
 def _normalize_transform(transform: str | None) -> str:
-    t = "none" if transform is None else str(transform).lower()
-    if t not in _TRANSFORMS:
-        raise ValueError(f"unknown transform {transform!r}; expected one of {list(_TRANSFORMS)}")
-    return t
+    return transforms.check(transform)
 
 
 def _as_target_list(targets: Any) -> list[Any] | None:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crystalgnn import transforms
 from crystalgnn.data.prepared import PreparedData
 from crystalgnn.data.splits import Split
 from crystalgnn.reports.metrics import classification_metrics, regression_metrics
@@ -27,13 +28,41 @@ class TrainResult:
 
     def summary(self) -> str:
         test = self.metrics.get("test", {})
+        transform = self.metrics.get("target_transform", "none")
         parts = [f"run: {self.run_dir}"]
         for target, m in test.items():
             if "mae" in m:
+                target = transforms.learned_name(target, transform)
                 parts.append(f"test {target}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R² {m['r2']:.4f}  MAE/MAD {m['mae_over_mad']:.3f}  (n={m['n']})")
             else:
                 parts.append(f"test {target}: accuracy {m['accuracy']:.4f}  ROC-AUC {m['roc_auc']:.4f}  (n={m['n']})")
         return "\n".join(parts)
+
+
+def prediction_frame(ids: Sequence[str], truths: np.ndarray | None, values: np.ndarray, target_names: Sequence[str],
+                     classification: bool, transform: str = "none") -> pd.DataFrame:
+    """One row per crystal, the same columns wherever predictions are written (train, evaluate):
+    ``id``; for regression ``true_<t>`` / ``pred_<t>`` in the units of the data and, when the run
+    learned a transform of the targets, ``true_log10_<t>`` / ``pred_log10_<t>`` as learned (the
+    values metrics are computed on); for classification ``true_<t>``, ``predicted_class``,
+    ``prob_<c>``. ``truths=None``: no ``true_`` columns."""
+    frame = pd.DataFrame({"id": list(ids)})
+    if classification:
+        if truths is not None:
+            frame[f"true_{target_names[0]}"] = truths[:, 0].astype(int)
+        frame["predicted_class"] = values.argmax(1) if len(values) else []
+        for c in range(values.shape[1]):
+            frame[f"prob_{c}"] = values[:, c]
+        return frame
+    for t, target in enumerate(target_names):
+        learned = transforms.learned_name(target, transform)
+        columns = [("true", truths), ("pred", values)] if truths is not None else [("pred", values)]
+        for kind, array in columns:
+            frame[f"{kind}_{target}"] = transforms.inverse(array[:, t], transform) if learned != target else array[:, t]
+        if learned != target:
+            for kind, array in columns:
+                frame[f"{kind}_{learned}"] = array[:, t]
+    return frame
 
 
 def write_outputs(
@@ -43,30 +72,25 @@ def write_outputs(
     target_names: Sequence[str],
     classification: bool,
     run_dir: Path,
+    transform: str = "none",
 ) -> dict[str, Any]:
     """Shared by every kind of model (networks and forests): ``predictions[split]`` is (n, T) in
-    target units, or (n, C) class probabilities. Writes ``predictions_<split>.csv`` and the
-    parity/ROC plot of the test split (validation when there is none); returns the metrics."""
+    the units the model learned (after ``transform``), or (n, C) class probabilities. Writes
+    ``predictions_<split>.csv`` (see :func:`prediction_frame`) and the parity/ROC plot of the test
+    split (validation when there is none); returns the metrics, computed on the learned values."""
     from crystalgnn.reports.plots import parity_plot, roc_plot
 
     metrics: dict[str, Any] = {}
     truths: dict[str, np.ndarray] = {}
     for name, values in predictions.items():
         idx = split[name]
-        frame = pd.DataFrame({"id": [data.ids[i] for i in idx]})
         y = data.targets[idx]
+        prediction_frame([data.ids[i] for i in idx], y, values, target_names, classification, transform).to_csv(
+            run_dir / f"predictions_{name}.csv", index=False)
         if classification:
-            frame[f"true_{target_names[0]}"] = y[:, 0].astype(int)
-            frame["predicted_class"] = values.argmax(1)
-            for c in range(values.shape[1]):
-                frame[f"prob_{c}"] = values[:, c]
             metrics[name] = {target_names[0]: classification_metrics(y[:, 0], values)}
         else:
-            for t, target in enumerate(target_names):
-                frame[f"true_{target}"] = y[:, t]
-                frame[f"pred_{target}"] = values[:, t]
             metrics[name] = {target: regression_metrics(y[:, t], values[:, t]) for t, target in enumerate(target_names)}
-        frame.to_csv(run_dir / f"predictions_{name}.csv", index=False)
         truths[name] = y
     test = "test" if "test" in truths else "val"
     if classification:
@@ -76,7 +100,7 @@ def write_outputs(
             suffix = "" if len(target_names) == 1 else f"_{target}"
             parity_plot(
                 {k: v[:, t] for k, v in truths.items()}, {k: v[:, t] for k, v in predictions.items()},
-                run_dir / f"parity{suffix}.png", target, metrics[test][target],
+                run_dir / f"parity{suffix}.png", transforms.learned_name(target, transform), metrics[test][target], test,
             )
     return metrics
 
@@ -106,18 +130,21 @@ def embeddings_frame(ids: Sequence[str], embeddings: np.ndarray) -> pd.DataFrame
 
 
 def evaluation_report(
-    frame: pd.DataFrame, truths: np.ndarray, values: np.ndarray, target_names: Sequence[str], classification: bool, output: Path
-) -> dict[str, Any]:
-    """Metrics of predictions on labelled data; adds ``true_<target>`` columns to ``frame`` and
-    writes one parity plot per target beside ``output`` (regression)."""
+    ids: Sequence[str], truths: np.ndarray, values: np.ndarray, target_names: Sequence[str], classification: bool,
+    output: Path, transform: str = "none",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Predictions on labelled data as ``train`` writes them (:func:`prediction_frame`), their
+    metrics (on the learned values, as in training), and one parity plot per target beside
+    ``output`` (regression)."""
     from crystalgnn.reports.plots import parity_plot
 
+    frame = prediction_frame(ids, truths, values, target_names, classification, transform)
     metrics: dict[str, Any] = {}
     if classification:
         metrics[target_names[0]] = classification_metrics(truths[:, 0], values)
-        return metrics
+        return frame, metrics
     for t, name in enumerate(target_names):
-        frame.insert(1, f"true_{name}", truths[:, t])
         metrics[name] = regression_metrics(truths[:, t], values[:, t])
-        parity_plot({"data": truths[:, t]}, {"data": values[:, t]}, output.with_suffix(f".{name}.png"), name, metrics[name])
-    return metrics
+        parity_plot({"data": truths[:, t]}, {"data": values[:, t]}, output.with_suffix(f".{name}.png"),
+                    transforms.learned_name(name, transform), metrics[name], "data")
+    return frame, metrics

@@ -14,9 +14,12 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 
 def parity_plot(
-    y_true: dict[str, np.ndarray], y_pred: dict[str, np.ndarray], path: str | Path, target: str = "target", metrics: dict | None = None
+    y_true: dict[str, np.ndarray], y_pred: dict[str, np.ndarray], path: str | Path, target: str = "target", metrics: dict | None = None,
+    metrics_of: str = "test",
 ) -> None:
-    """Predicted vs true for each split (``{"train": ..., "val": ..., "test": ...}``)."""
+    """Predicted vs true for each split (``{"train": ..., "val": ..., "test": ...}``); ``target``
+    labels the axes (``log10_<t>`` when the model learned log10), ``metrics_of`` names the split
+    the ``metrics`` in the title are of."""
     fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
     colors = {"train": "#9ecae1", "val": "#fdae6b", "test": "#31a354"}
     lo, hi = np.inf, -np.inf
@@ -30,7 +33,7 @@ def parity_plot(
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     title = f"{target}"
     if metrics:
-        title += f"\ntest MAE {metrics.get('mae', float('nan')):.4g}, R² {metrics.get('r2', float('nan')):.3f}"
+        title += f"\n{metrics_of} MAE {metrics.get('mae', float('nan')):.4g}, R² {metrics.get('r2', float('nan')):.3f}"
     ax.set(xlabel=f"true {target}", ylabel=f"predicted {target}", title=title)
     ax.legend(loc="upper left")
     fig.tight_layout()

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from crystalgnn import registry
+from crystalgnn import registry, transforms
 from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
@@ -103,7 +103,8 @@ class Predictor:
     ) -> pd.DataFrame:
         """Predict structures (pymatgen/ASE objects, file paths, folders, or a CrystalDataset).
 
-        Returns a DataFrame in input order: ``id`` and one column per target (regression) or
+        Returns a DataFrame in input order: ``id`` and one column per target in the units of the
+        data (regression; a run that learned log10 of a target also gives ``log10_<target>``) or
         ``predicted_class`` and ``prob_<c>`` (classification). With ``on_error="skip"`` unusable
         items are left out and listed in ``DataFrame.attrs["skipped"]``.
         """
@@ -117,8 +118,12 @@ class Predictor:
             for c in range(pred.values.shape[1]):
                 frame[f"prob_{c}"] = pred.values[:, c]
         else:
+            transform = self.cfg.data.transform
             for t, name in enumerate(self.target_names):
-                frame[name] = pred.values[:, t]
+                learned = transforms.learned_name(name, transform)
+                frame[name] = transforms.inverse(pred.values[:, t], transform) if learned != name else pred.values[:, t]
+                if learned != name:
+                    frame[learned] = pred.values[:, t]  # what the model learned (log10_<target>)
         if data is not None:
             frame.attrs["skipped"] = [(p.id, p.reason) for p in data.problems]
         return frame

@@ -125,7 +125,8 @@ def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: Prepared
     module.load_state_dict(state)
     predictor = Predictor(module, cfg, device=trainer.strategy.root_device)
     predictions = {name: predictor.predict_store(prepared, idx).values for name, idx in split.items() if len(idx)}
-    metrics = write_outputs(prepared, split, predictions, predictor.target_names, module.is_classification, run_dir)
+    metrics = write_outputs(prepared, split, predictions, predictor.target_names, module.is_classification, run_dir, cfg.data.transform)
+    metrics["target_transform"] = cfg.data.transform
     metrics["best_epoch"] = int(meta.get("epoch", -1))
     metrics["n_parameters"] = count_parameters(module.model)
     metrics["n_skipped"] = len(prepared.problems)
