@@ -72,8 +72,8 @@ def main() -> int:
     for name, cfg in runs().items():
         if args.only and name not in args.only:
             continue
-        if name == "cgcnn_classification":
-            data = load_dataset(folder, targets=[0], transform="log10")
+        if name == "cgcnn_classification":  # above / below the median: the same classes from raw or log10 values
+            data = load_dataset(folder, targets=[0])
             data.targets = (data.targets > np.median(data.targets)).astype(float)
         elif name == "cgcnn_per_atom":
             data = load_dataset(folder, targets=[0])

@@ -68,3 +68,57 @@ def test_a_log10_run_predicts_in_the_units_of_the_data(elasticity_slice, tmp_pat
     test = evaluated.set_index("id").loc[saved["id"]]
     np.testing.assert_allclose(test["true_target1"], saved["true_target1"], rtol=1e-12)  # labels in GPa, not log10'd twice
     assert report["metrics"]["target1"]["n"] == 80
+
+
+# ------------------------------------------------------------------ 3. absurd targets, non-finite losses
+def _with_targets(source, folder, replacements: dict[str, str]):
+    folder.mkdir()
+    rows = []
+    for line in (source / "id_prop.csv").read_text().splitlines()[:40]:
+        cid, k, g, *rest = line.split(",")
+        rows.append(",".join([cid, k, replacements.get(cid, g), *rest]))
+        (folder / f"{cid}.cif").symlink_to(source / f"{cid}.cif")
+    (folder / "id_prop.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def test_targets_float32_cannot_hold_are_refused_by_id(elasticity_slice, tmp_path):
+    from crystalgnn.errors import DatasetError
+
+    folder = _with_targets(elasticity_slice, tmp_path / "data", {"3": "1e300", "5": "-2e19"})
+    with pytest.raises(DatasetError) as info:
+        train(str(folder), tmp_path / "run", RunConfig(data=DataConfig(targets=("1",)), model=TINY,
+                                                       train=TrainConfig(epochs=1, batch_size=8, threads=1)), progress=False, workers=1)
+    reasons = {p.id: p.reason for p in info.value.problems}
+    assert set(reasons) == {"3", "5"} and "float32" in reasons["3"] and "1e+300" in reasons["3"]
+    skip = RunConfig(data=DataConfig(targets=("1",), on_error="skip"), model=TINY, train=TrainConfig(epochs=1, batch_size=8, threads=1))
+    result = train(str(folder), tmp_path / "skip", skip, progress=False, workers=1)
+    assert np.isfinite(result.metrics["test"]["target1"]["mae"])
+    assert set(pd.read_csv(tmp_path / "skip" / "skipped.csv", dtype={"id": str})["id"]) == {"3", "5"}
+    # After log10, 1e300 is 300: nothing overflows, the value trains.
+    assert load_dataset(folder, targets=[1], transform="log10").targets.max() == pytest.approx(300.0)
+
+
+def test_a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_good_epoch(elasticity_slice, tmp_path):
+    import lightning as L
+    import torch
+
+    from crystalgnn.errors import NonFiniteLossError
+    from crystalgnn.training.checkpoint import load_checkpoint_file
+
+    class Poison(L.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                with torch.no_grad():
+                    next(module.model.parameters()).fill_(float("nan"))
+
+    cfg = RunConfig(data=DataConfig(transform="log10"), model=TINY, train=TrainConfig(epochs=3, batch_size=16, threads=1))
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    with pytest.raises(NonFiniteLossError) as info:
+        train(data, tmp_path / "run", cfg, progress=False, workers=1, callbacks=[Poison()])
+    err = info.value
+    assert err.epoch == 1 and err.batch == 0 and len(err.ids) == 16 and set(err.ids) <= set(data.ids)
+    assert "epoch 1, batch 0" in str(err) and err.ids[0] in str(err)
+    last = load_checkpoint_file(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["state_dict"].values())
+    assert not (tmp_path / "run" / "metrics.json").exists()

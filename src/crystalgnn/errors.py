@@ -41,6 +41,19 @@ class DatasetError(CrystalGNNError):
         super().__init__(f"{len(self.problems)} unusable item(s):\n{shown}{more}\n{hint}")
 
 
+class NonFiniteLossError(CrystalGNNError):
+    """Training met a loss that is NaN or infinite; names the epoch, the batch and its crystals."""
+
+    def __init__(self, loss: float, epoch: int, batch: int, graph_index: list[int], ids: list[str] | None = None) -> None:
+        self.loss, self.epoch, self.batch, self.graph_index, self.ids = loss, epoch, batch, graph_index, ids
+        shown = ", ".join((ids or [str(i) for i in graph_index])[:20]) + (" ..." if len(graph_index) > 20 else "")
+        super().__init__(
+            f"training loss is {loss} at epoch {epoch}, batch {batch}; its crystals: {shown}. Training stopped; the "
+            "checkpoints of the last finished epoch are kept (checkpoints/last.safetensors). Check these crystals' "
+            "targets and structures, or lower the learning rate (--lr)"
+        )
+
+
 def write_problems(problems: Iterable[Problem], path: str | Path) -> None:
     """Write ``id,stage,reason`` rows (the skipped-items report)."""
     with open(path, "w", newline="") as fh:

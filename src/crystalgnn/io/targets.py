@@ -112,6 +112,11 @@ class _Collector:
                     kind = "transform"
                 else:
                     v = transformed
+            if kind is None and abs(v) > transforms.LARGEST_TARGET:  # type: ignore[arg-type]
+                learned = "" if self.transform == "none" else f" after {self.transform}"
+                self.problem(item_id, f"target {name} = {v:g}{learned} is beyond ±{transforms.LARGEST_TARGET:g}: models train in "
+                                      "float32, where values that large (or their squares) overflow; check its units", "targets")
+                kind = "too_large"
             if kind is not None:
                 ok = False
             else:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 
 from crystalgnn.config import RunConfig, TrainConfig
+from crystalgnn.errors import NonFiniteLossError
 from crystalgnn.models import ReadoutOutput, build_model
 from crystalgnn.training.objectives import Objective, make_objective
 
@@ -48,6 +49,10 @@ class CrystalModule(L.LightningModule):
 
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:
         loss = self.objective.loss(self(batch).prediction, batch)
+        if not torch.isfinite(loss):
+            # Stop at the first bad batch: every later step would only spread NaN through the weights.
+            index = batch.graph_index.tolist() if hasattr(batch, "graph_index") else []
+            raise NonFiniteLossError(float(loss), int(self.current_epoch), batch_idx, index)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=int(batch.num_graphs), sync_dist=True)
         return loss
 

@@ -28,7 +28,7 @@ from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, finalize_config, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, make_split
-from crystalgnn.errors import DatasetError, write_problems
+from crystalgnn.errors import DatasetError, NonFiniteLossError, write_problems
 from crystalgnn.io.resolve import resolve_dataset
 from crystalgnn.paths import resolve_cache_dir
 from crystalgnn.reports.outputs import TrainResult, write_metrics, write_outputs
@@ -197,7 +197,10 @@ def train(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*The number of training batches.*")
         warnings.filterwarnings("ignore", ".*Experiment logs directory.*exists and is not empty.*")
-        run.trainer.fit(module, train_loader, val_loader, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
+        try:
+            run.trainer.fit(module, train_loader, val_loader, ckpt_path=str(last_checkpoint(run_dir)) if resume else None)
+        except NonFiniteLossError as err:  # name the crystals, not their positions in the store
+            raise NonFiniteLossError(err.loss, err.epoch, err.batch, err.graph_index, [prepared.ids[i] for i in err.graph_index]) from None
     if not run.trainer.is_global_zero:
         return TrainResult(run_dir, {}, len(prepared.problems))
     prepend_metrics_history(metrics_csv, history)
