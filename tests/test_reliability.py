@@ -122,3 +122,22 @@ def test_a_non_finite_loss_stops_training_naming_the_batch_and_keeps_the_last_go
     last = load_checkpoint_file(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert last["epoch"] == 0 and all(torch.isfinite(t).all() for t in last["state_dict"].values())
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+# ----------------------------------------------------------------------------------- 4. determinism
+def test_deterministic_runs_repeat_bit_for_bit(elasticity_slice, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    base = ["train", str(elasticity_slice), "--target", "1", "--transform", "log10", "--epochs", "2", "--batch-size", "16",
+            "--atom-fea-len", "8", "--n-conv", "1", "--h-fea-len", "8", "--workers", "1", "--quiet", "--deterministic"]
+    for name in ("a", "b"):
+        assert cli.main([*base, "--run-dir", str(tmp_path / name)]) == 0
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in "ab")
+    assert a["test"] == b["test"]
+    wa, wb = (load_file(str(tmp_path / n / "model.safetensors")) for n in "ab")
+    assert all((wa[k] == wb[k]).all() for k in wa)
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())["train"]
+    assert saved["deterministic"] is True
+    capsys.readouterr()
+    assert cli.main([*base, "--threads", "2", "--run-dir", str(tmp_path / "c")]) == 2
+    assert "deterministic run uses one CPU thread" in capsys.readouterr().err

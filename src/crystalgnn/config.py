@@ -161,6 +161,11 @@ class TrainConfig:
     init_from: str = ""
     #: Train only the readout head; the atom embedding and convolutions stay as initialized.
     freeze_encoder: bool = False
+    #: Bit-identical numbers from run to run on the same machine: one CPU thread (a reduction split
+    #: over several threads can add in another order when the OS gives the process fewer cores),
+    #: ``torch.use_deterministic_algorithms`` and Lightning's deterministic mode (also on GPUs, where
+    #: scatter sums are otherwise atomic). Costs the speed of the other threads (README, Reproducibility).
+    deterministic: bool = False
 
 
 #: Layout of ``config.json``. 1: before the model registry (CGCNN's settings at the top of

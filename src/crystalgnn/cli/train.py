@@ -69,6 +69,9 @@ def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--strategy", help="Lightning strategy, e.g. ddp (auto)")
     o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
     o.add_argument("--threads", type=int, help="torch CPU threads (0: all cores)")
+    o.add_argument("--deterministic", action="store_true", default=None,
+                   help="bit-identical numbers from run to run on this machine: one CPU thread and deterministic algorithms "
+                        "(costs the other threads' speed; see README, Reproducibility)")
     o.add_argument("--precision", choices=["32", "bf16-mixed"],
                    help="32 (default) or bf16-mixed: products and activations in bfloat16, weights in float32 (ALIGNN trained 1.3-2.4x faster on a CPU with AVX-512 BF16; also for GPUs with bfloat16)")
     tr.set_defaults(func=run)
@@ -106,7 +109,7 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
                       seed=args.seed, split_fractions=split_fractions(args.split), split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                       num_workers=args.num_workers, threads=args.threads, precision=args.precision, init_from=args.init_from,
-                      freeze_encoder=args.freeze_encoder),
+                      freeze_encoder=args.freeze_encoder, deterministic=args.deterministic),
     )
 
 

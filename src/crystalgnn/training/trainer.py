@@ -36,8 +36,9 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
-def set_threads(n: int) -> None:
-    torch.set_num_threads(n if n > 0 else max(os.cpu_count() or 1, 1))
+def set_threads(n: int, deterministic: bool = False) -> None:
+    """torch's CPU threads: ``n`` (0: one per core); one when the run must be deterministic."""
+    torch.set_num_threads(1 if deterministic else n if n > 0 else max(os.cpu_count() or 1, 1))
 
 
 def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progress: bool,
@@ -69,7 +70,7 @@ def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progre
             plugins=[SafetensorsCheckpointIO()],
             enable_progress_bar=progress,
             enable_model_summary=False,
-            deterministic=False,
+            deterministic=t.deterministic,
             log_every_n_steps=1,
         )
     return RunTrainer(trainer, best)
