@@ -141,3 +141,38 @@ def test_deterministic_runs_repeat_bit_for_bit(elasticity_slice, tmp_path, capsy
     capsys.readouterr()
     assert cli.main([*base, "--threads", "2", "--run-dir", str(tmp_path / "c")]) == 2
     assert "deterministic run uses one CPU thread" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ 5. honest training reports
+def test_every_training_crystal_is_seen_every_epoch(elasticity_slice, tmp_path):
+    import lightning as L
+
+    seen: dict[int, list[int]] = {}
+
+    class Count(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.setdefault(trainer.current_epoch, []).append(int(batch.num_graphs))
+
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    cfg = RunConfig(data=DataConfig(transform="log10"), model=TINY, train=TrainConfig(epochs=2, batch_size=47, threads=1))
+    result = train(data, tmp_path / "run", cfg, progress=False, workers=1, callbacks=[Count()])
+    n_train = result.metrics["train"]["target1"]["n"]
+    assert n_train == 48  # 47 + a lone last crystal: one batch of 48, not 47 seen and 1 dropped
+    assert seen == {0: [48], 1: [48]}
+
+
+def test_metrics_and_summary_say_how_training_ended(elasticity_slice, tmp_path, caplog):
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    cfg = RunConfig(data=DataConfig(transform="log10"), model=TINY, train=TrainConfig(epochs=3, batch_size=16, threads=1))
+    done = train(data, tmp_path / "all", cfg, progress=False, workers=1)
+    assert (done.metrics["epochs_run"], done.metrics["stop_reason"]) == (3, "max_epochs") and done.metrics["wall_seconds"] > 0
+    assert "epochs run 3 of 3 (max epochs), best epoch" in done.summary()
+
+    import dataclasses
+
+    slow = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=500, max_minutes=0.05))
+    with caplog.at_level("WARNING", logger="crystalgnn"):
+        timed = train(data, tmp_path / "timed", slow, progress=False, workers=1)
+    assert timed.metrics["stop_reason"] == "time_limit" and 0 < timed.metrics["epochs_run"] < 500
+    assert "time limit" in caplog.text and f"after {timed.metrics['epochs_run']} of 500 epochs" in caplog.text
+    assert "(time limit)" in timed.summary()

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from pymatgen.core import Element
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 from torch_geometric.data import Data
 
 from crystalgnn.config import FeatureConfig, GraphConfig, RunConfig
@@ -142,6 +142,35 @@ class ShuffleSampler(RandomSampler):
         return super().__iter__()
 
 
+class NoLoneBatchSampler(BatchSampler):
+    """Batches of ``batch_size`` in the sampler's order, where a last batch of a single crystal
+    joins the batch before it: batch norm cannot normalise one crystal of one atom, and dropping
+    it (``drop_last``) would leave crystals unseen every epoch. ``drop_last`` is accepted for
+    Lightning (which rebuilds batch samplers under DDP) and must be False."""
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False) -> None:
+        if drop_last:
+            raise ValueError("NoLoneBatchSampler keeps every crystal: drop_last must be False")
+        super().__init__(sampler, batch_size, drop_last=False)
+
+    def __iter__(self):  # type: ignore[override]
+        pending: list[int] | None = None
+        for batch in super().__iter__():
+            if pending is not None:
+                if len(batch) == 1:  # the lone last crystal: one batch with the one before
+                    batch = pending + batch
+                else:
+                    yield pending
+            pending = batch
+        if pending is not None:
+            yield pending
+
+    def __len__(self) -> int:
+        n = len(self.sampler)  # type: ignore[arg-type]
+        full, rest = divmod(n, self.batch_size)
+        return full + (rest > 0) - (rest == 1 and full > 0)
+
+
 class Collator:
     """Picklable collate function (works with ``num_workers > 0``; graphs are never rebuilt)."""
 
@@ -164,14 +193,16 @@ def make_loader(
     batch_size: int,
     shuffle: bool = False,
     num_workers: int = 0,
-    drop_last: bool = False,
 ) -> DataLoader:
+    """Batches of graphs ``indices`` of ``data``; ``shuffle`` (training): a new order every epoch
+    (:class:`ShuffleSampler`), every crystal in every epoch (:class:`NoLoneBatchSampler`)."""
     dataset = _IndexDataset(indices)
+    if not shuffle:
+        return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                          collate_fn=Collator(data.store, data.targets, data.extra), persistent_workers=num_workers > 0)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=ShuffleSampler(dataset) if shuffle else None,
-        drop_last=drop_last,
+        batch_sampler=NoLoneBatchSampler(ShuffleSampler(dataset), batch_size),
         num_workers=num_workers,
         collate_fn=Collator(data.store, data.targets, data.extra),
         persistent_workers=num_workers > 0,

@@ -36,6 +36,10 @@ class TrainResult:
                 parts.append(f"test {target}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R² {m['r2']:.4f}  MAE/MAD {m['mae_over_mad']:.3f}  (n={m['n']})")
             else:
                 parts.append(f"test {target}: accuracy {m['accuracy']:.4f}  ROC-AUC {m['roc_auc']:.4f}  (n={m['n']})")
+        if "epochs_run" in self.metrics:
+            m = self.metrics
+            parts.append(f"epochs run {m['epochs_run']} of {m['max_epochs']} ({m['stop_reason'].replace('_', ' ')}), "
+                         f"best epoch {m.get('best_epoch')}, {m.get('wall_seconds', float('nan')):.1f} s")
         return "\n".join(parts)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from crystalgnn.training.resume import (
     read_metrics_history,
     saved_config,
 )
-from crystalgnn.training.trainer import make_trainer, quiet_lightning, set_threads
+from crystalgnn.training.trainer import STOP_REASONS, make_trainer, quiet_lightning, set_threads, stop_report
 
 log = logging.getLogger("crystalgnn")
 
@@ -119,7 +120,7 @@ def _check_resumable(run_dir: Path, cfg: RunConfig, fingerprint: str) -> int:
 
 
 def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: PreparedData, split: Split, run_dir: Path,
-                       best_path: str, trainer: L.Trainer) -> dict[str, Any]:
+                       best_path: str, trainer: L.Trainer, wall_seconds: float) -> dict[str, Any]:
     """Best weights → predictions, metrics, plots and ``model.safetensors``."""
     state, meta = load_weights(best_path)
     module.load_state_dict(state)
@@ -128,9 +129,11 @@ def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: Prepared
     metrics = write_outputs(prepared, split, predictions, predictor.target_names, module.is_classification, run_dir, cfg.data.transform)
     metrics["target_transform"] = cfg.data.transform
     metrics["best_epoch"] = int(meta.get("epoch", -1))
+    metrics.update(stop_report(trainer, cfg.train))
     metrics["n_parameters"] = count_parameters(module.model)
     metrics["n_skipped"] = len(prepared.problems)
     metrics["world_size"] = int(trainer.world_size)
+    metrics["wall_seconds"] = round(wall_seconds, 3)  # train() up to the fit's end (this process, when resumed)
     save_weights(module.state_dict(), run_dir / "model.safetensors",
                  {"best_epoch": metrics["best_epoch"], "monitor": module.objective.monitor[0], "target_names": prepared.target_names})
     metrics_csv = run_dir / "logs" / "metrics.csv"
@@ -159,6 +162,7 @@ def train(
     (``config`` defaults to the saved one; settings and data must be the same, see
     :mod:`crystalgnn.training.resume`). ``callbacks``: extra Lightning callbacks.
     """
+    started = time.perf_counter()
     run_dir = Path(run_dir)
     cfg = config or (saved_config(run_dir) if resume else RunConfig())
     if resume:
@@ -186,12 +190,9 @@ def train(
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = _initial_module(cfg, prepared, split)
     t = cfg.train
-    train_loader = make_loader(
-        prepared, split["train"], t.batch_size, shuffle=True, num_workers=t.num_workers,
-        drop_last=len(split["train"]) > t.batch_size,  # a lone last crystal would break batch norm
-    )
+    train_loader = make_loader(prepared, split["train"], t.batch_size, shuffle=True, num_workers=t.num_workers)
     val_loader = make_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
-    state = ResumeState(fingerprint, train_loader.sampler)  # type: ignore[arg-type]
+    state = ResumeState(fingerprint, train_loader.batch_sampler.sampler)  # type: ignore[union-attr]
     run = make_trainer(t, run_dir, module.objective.monitor, progress, [state, *(callbacks or [])])
     metrics_csv = run_dir / "logs" / "metrics.csv"
     history = read_metrics_history(metrics_csv, resumed_epoch) if resumed_epoch is not None else []
@@ -206,5 +207,13 @@ def train(
     if not run.trainer.is_global_zero:
         return TrainResult(run_dir, {}, len(prepared.problems))
     prepend_metrics_history(metrics_csv, history)
-    metrics = _write_run_outputs(module, cfg, prepared, split, run_dir, run.best.best_model_path, run.trainer)
+    report = stop_report(run.trainer, t)
+    if report["stop_reason"] != "max_epochs":
+        log.warning("%s after %d of %d epochs; the best epoch is kept", STOP_REASONS[str(report["stop_reason"])],
+                    report["epochs_run"], t.epochs)
+    if not run.best.best_model_path:
+        raise ValueError(f"training {STOP_REASONS[str(report['stop_reason'])]} before its first validation, so no model was "
+                         "kept; allow more time (--max-minutes) or fewer crystals per epoch")
+    metrics = _write_run_outputs(module, cfg, prepared, split, run_dir, run.best.best_model_path, run.trainer,
+                                 wall_seconds=time.perf_counter() - started)
     return TrainResult(run_dir, metrics, len(prepared.problems))

@@ -27,6 +27,29 @@ class RunTrainer:
     best: ModelCheckpoint
 
 
+def stop_report(trainer: L.Trainer, t: TrainConfig) -> dict[str, object]:
+    """How a finished fit ended: epochs run and why training stopped."""
+    from lightning.pytorch.callbacks import Timer
+
+    epochs_run = int(trainer.current_epoch)
+    reason = "max_epochs" if epochs_run >= t.epochs else "interrupted"
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, EarlyStopping) and callback.stopped_epoch > 0:
+            reason = "early_stopping"
+        elif isinstance(callback, Timer) and epochs_run < t.epochs and (callback.time_remaining("train") or 0) <= 0:
+            reason = "time_limit"
+    return {"epochs_run": epochs_run, "max_epochs": t.epochs, "stop_reason": reason}
+
+
+#: Words for the stop reasons of :func:`stop_report`.
+STOP_REASONS = {
+    "max_epochs": "ran every epoch",
+    "early_stopping": "stopped early (no better validation for --patience epochs)",
+    "time_limit": "stopped by the time limit (--max-minutes)",
+    "interrupted": "stopped before the last epoch",
+}
+
+
 def quiet_lightning() -> None:
     """Lightning logs hardware banners and tips at INFO on every run; keep the console for results."""
     if os.environ.get("CRYSTALGNN_VERBOSE"):
