@@ -176,3 +176,45 @@ def test_metrics_and_summary_say_how_training_ended(elasticity_slice, tmp_path, 
     assert timed.metrics["stop_reason"] == "time_limit" and 0 < timed.metrics["epochs_run"] < 500
     assert "time limit" in caplog.text and f"after {timed.metrics['epochs_run']} of 500 epochs" in caplog.text
     assert "(time limit)" in timed.summary()
+
+
+# ---------------------------------------------------------------------------------------- 6. predict
+@pytest.fixture(scope="module")
+def mean_run(elasticity_slice, tmp_path_factory):
+    run = tmp_path_factory.mktemp("mean-run") / "run"
+    train(load_dataset(elasticity_slice, targets=[1], transform="log10"), run, _cfg("log10"), progress=False, workers=1)
+    return run
+
+
+def test_predict_checks_its_options_before_predicting(mean_run, elasticity_slice, tmp_path, capsys, monkeypatch):
+    from crystalgnn.training.predictor import Predictor
+
+    monkeypatch.setattr(Predictor, "prepare", lambda *a, **k: pytest.fail("predicted before checking --site-contributions"))
+    argv = ["predict", str(mean_run), str(elasticity_slice / "3.cif"), "--site-contributions", str(tmp_path / "s.csv")]
+    assert cli.main(argv) == 2
+    assert "--pooling site" in capsys.readouterr().err and not (tmp_path / "s.csv").exists()
+
+
+def test_skipped_inputs_keep_their_rows(mean_run, elasticity_slice, tmp_path, capsys):
+    (tmp_path / "broken.cif").write_text("data_broken\nnot a cif\n")
+    inputs = [elasticity_slice / "3.cif", tmp_path / "broken.cif", elasticity_slice / "1.cif"]
+    model = load_model(mean_run)
+    with pytest.raises(Exception) as info:
+        model.predict(inputs)
+    assert "skipped.csv" not in str(info.value) and "'problem' column" in str(info.value)
+    frame = model.predict(inputs, on_error="skip")
+    assert frame["id"].tolist() == ["3", "broken", "1"]  # one row per input, in input order
+    assert frame["problem"].tolist()[0] == "" and frame["problem"].tolist()[2] == "" and "CIF" in frame["problem"][1]
+    assert np.isnan(frame["target1"][1]) and np.isfinite(frame["target1"][[0, 2]]).all()
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", str(mean_run), *map(str, inputs), "--on-error", "skip", "-o", str(out)]) == 0
+    written = pd.read_csv(out, dtype={"id": str}, keep_default_na=False)
+    assert written["id"].tolist() == ["3", "broken", "1"] and written["target1"][1] == "" and written["problem"][1]
+    capsys.readouterr()
+
+
+def test_predict_store_takes_what_predict_takes(mean_run, elasticity_slice):
+    model = load_model(mean_run)
+    pred = model.predict_store([elasticity_slice / "3.cif", elasticity_slice / "1.cif"])
+    assert pred.ids == ["3", "1"] and pred.embeddings.shape == (2, 8)
+    np.testing.assert_allclose(pred.values[:, 0], model.predict([elasticity_slice / "3.cif", elasticity_slice / "1.cif"])["log10_target1"])

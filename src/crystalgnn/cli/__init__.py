@@ -35,15 +35,17 @@ COMMANDS = ("train", "predict", "evaluate", "featurize", "baseline", "probe", "p
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The whole command line. Only ``command``'s parser gets the model options, which come from
-    the registry and so import every model file (torch): ``crystalgnn --help`` stays quick."""
+    """The whole command line. Only ``command``'s parser is built in full (the others get their
+    one-line help): the model options come from the registry, which imports every model file
+    (torch), and some descriptions list what heavy modules define, so ``crystalgnn --help`` and
+    ``crystalgnn predict`` import only what they use."""
     import importlib
 
     parser = argparse.ArgumentParser(prog="crystalgnn", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
-        importlib.import_module(f"crystalgnn.cli.{name}").add_parser(sub, models=name == command)
+        importlib.import_module(f"crystalgnn.cli.{name}").add_parser(sub, full=name == command)
     return parser
 
 

@@ -10,7 +10,7 @@ from crystalgnn.cli.common import add_data_args, split_fractions
 HELP = "random forest on structural descriptors and/or composition (same split as train)"
 
 
-def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
+def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     bl = sub.add_parser("baseline", help=HELP,
                         description="Fit a random forest on hand-made features: the Gong et al. structural descriptors "
                                     "('descriptors + RF'), Magpie composition statistics, or both. The same reader, checks and "

@@ -87,8 +87,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             added.add(flag)
             models = flags[flag].models()
             shared = f" [{', '.join(models)}]" if len(models) > 1 else ""
-            group.add_argument(flag, dest=flags[flag].dest, default=None, help=f.metadata.get("help", "") + shared,
-                               **_argparse_type(hints[f.name]))
+            kind = _argparse_type(hints[f.name])
+            if "type" in kind:
+                kind["metavar"] = flag.lstrip("-").replace("-", "_").upper()
+            group.add_argument(flag, dest=flags[flag].dest, default=None, help=f.metadata.get("help", "") + shared, **kind)
 
 
 def arch_from_args(args: argparse.Namespace, model: str, arch: Any) -> Any:

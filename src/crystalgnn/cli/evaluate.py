@@ -9,7 +9,7 @@ from pathlib import Path
 HELP = "metrics of a trained run on labelled data"
 
 
-def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
+def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help=HELP,
                         description="Predict a labelled dataset and print metrics; writes a parity plot (regression) beside the output CSV.")
     ev.add_argument("run_dir")

@@ -33,8 +33,11 @@ Results are cached by structure content, so a second run over the same files is 
 """
 
 
-def add_parser(subparsers, models: bool = True) -> argparse.ArgumentParser:
-    """Register ``featurize`` on an ``argparse`` sub-parsers object; returns the new parser."""
+def add_parser(subparsers, full: bool = True) -> argparse.ArgumentParser:
+    """Register ``featurize`` on an ``argparse`` sub-parsers object; returns the new parser
+    (``full=False``: its one-line help only, without importing the descriptor bank)."""
+    if not full:
+        return subparsers.add_parser("featurize", help=HELP)
     from crystalgnn.descriptors import CRYSTAL_SYSTEMS, DESCRIPTOR_NAMES
 
     crys = ", ".join(f"{k}={name}" for k, name in enumerate(CRYSTAL_SYSTEMS))

@@ -8,7 +8,7 @@ import json
 HELP = "feature importance and representation R² of a trained run (Gong et al. Fig. 4c, S6a)"
 
 
-def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
+def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     im = sub.add_parser("importance", help=HELP,
                         description="Fit a random forest on [pooled representation + descriptors] of a trained run (its data and split) "
                                     "and report the importance of each input and the share held by the descriptors; and the test R² of "

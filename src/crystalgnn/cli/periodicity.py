@@ -8,26 +8,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from crystalgnn.analysis.periodicity import DATASETS, VARIANTS, PeriodicityStudy
 from crystalgnn.cli.common import add_model_args, model_config_from_args
-
-_DEFAULTS = PeriodicityStudy()
 
 HELP = "periodicity study: learn the lattice length a of 1D carbon chains (Gong et al. Fig. 3)"
 
-DESCRIPTION = f"""\
+def _description(variants: dict, defaults) -> str:
+    """The command's --help text, from the study's variants and defaults."""
+    return f"""\
 Train a model per dataset x variant cell on generated quasi-1D carbon chains (target: the
 length a of the periodic lattice vector) and compare test R², as in Gong et al. Fig. 3e-h and S3.
 
-datasets ({_DEFAULTS.n_structures} chains each by default, split 80/10/10):
+datasets ({defaults.n_structures} chains each by default, split 80/10/10):
   short-single   2-8 atoms per chain: periodicity shorter than the receptive field
   short-mixed    short chains, half of them double chains (twice the atoms, same a)
   long-single    37-50 atoms per chain: periodicity longer than the receptive field
   long-mixed     long chains, half of them double chains
 
 variants (* = run by default):
-""" + "".join(f"  {name + (' *' if name in _DEFAULTS.variants else ''):<14} {v.description}\n"
-              for name, v in VARIANTS.items()) + """
+""" + "".join(f"  {name + (' *' if name in defaults.variants else ''):<14} {v.description}\n"
+              for name, v in variants.items()) + """
 paper's findings: default R² > 0.8 on short chains, clearly worse on long ones; more neighbours
 help short chains; sum pooling beats mean pooling on long single chains, less so once double
 chains are mixed in.
@@ -45,8 +44,15 @@ example:
 """
 
 
-def add_parser(subparsers, models: bool = True) -> argparse.ArgumentParser:
-    """Register ``periodicity`` on an ``argparse`` subparsers object and return its parser."""
+def add_parser(subparsers, full: bool = True) -> argparse.ArgumentParser:
+    """Register ``periodicity`` on an ``argparse`` subparsers object and return its parser
+    (``full=False``: its one-line help only, without importing the study)."""
+    if not full:
+        return subparsers.add_parser("periodicity", help=HELP)
+    from crystalgnn.analysis.periodicity import DATASETS, VARIANTS, PeriodicityStudy
+
+    _DEFAULTS = PeriodicityStudy()
+    DESCRIPTION = _description(VARIANTS, _DEFAULTS)
     p = subparsers.add_parser("periodicity", help=HELP, description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="output folder of the study (resumable)")
@@ -65,14 +71,14 @@ def add_parser(subparsers, models: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=_DEFAULTS.threads, help="torch CPU threads (0: all cores)")
     p.add_argument("--cache-dir", default="default", help="graph cache folder (default: $CRYSTALGNN_CACHE or ~/.cache/crystalgnn)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (one line per cell is still printed)")
-    if models:
+    if full:
         add_model_args(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from crystalgnn.analysis.periodicity import markdown_table, run_periodicity
+    from crystalgnn.analysis.periodicity import PeriodicityStudy, markdown_table, run_periodicity
     try:
         study = PeriodicityStudy(
             datasets=tuple(args.datasets), variants=tuple(args.variants), n_structures=args.n_structures,

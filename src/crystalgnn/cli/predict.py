@@ -8,7 +8,7 @@ import sys
 HELP = "predict structures with a trained run"
 
 
-def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
+def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help=HELP,
                         description="Predict structures with the graph and feature settings of training. Output order = input order.")
     pr.add_argument("run_dir", help="run directory written by 'crystalgnn train'")
@@ -28,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from crystalgnn.reports.outputs import embeddings_frame, site_contributions_frame
 
     predictor = load_model(args.run_dir, args.device)
+    if args.site_contributions and predictor.cfg.model.pooling != "site":  # before any work
+        raise ValueError(f"--site-contributions needs a model trained with --pooling site; {args.run_dir} pools by "
+                         f"{predictor.cfg.model.pooling}")
     data = predictor.prepare(args.inputs, on_error=args.on_error)
     pred = predictor.predict_store(data)
     frame = predictor.to_frame(pred, data)
@@ -37,15 +40,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         frame.to_csv(sys.stdout, index=False)
     if data.problems:
-        print(f"skipped {len(data.problems)} input(s):", file=sys.stderr)
+        print(f"skipped {len(data.problems)} input(s) (empty rows with the reason in the 'problem' column):", file=sys.stderr)
         for p in data.problems:
             print(f"  - {p}", file=sys.stderr)
     if args.site_contributions:
-        if pred.sites is None:
-            raise ValueError("--site-contributions needs a model trained with --pooling site")
         # per-site contributions are in the units the model learned (their mean is the learned prediction)
         learned = [transforms.learned_name(n, predictor.cfg.data.transform) for n in predictor.target_names]
-        site_contributions_frame(pred.ids, data, pred.sites, learned).to_csv(args.site_contributions, index=False)
+        site_contributions_frame(pred.ids, data, pred.sites or [], learned).to_csv(args.site_contributions, index=False)
     if args.embeddings:
         embeddings_frame(pred.ids, pred.embeddings).to_csv(args.embeddings, index=False)
     return 0

@@ -11,7 +11,7 @@ from crystalgnn.cli.common import add_model_args, add_model_choice, model_config
 HELP = "learnability probe: test R² of the model on each structural descriptor (Gong et al. Fig. 2)"
 
 
-def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
+def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     pb = sub.add_parser("probe", help=HELP,
                         description="Train the model to predict each structural descriptor (80/10/10), classify the crystal system, "
                                     "and compare with a composition-only random forest. Writes probe.csv, probe.json and probe_r2.png "
@@ -19,7 +19,7 @@ def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
                                     "structure is removed with probability sg/(sg+15).")
     pb.add_argument("data", help="structures (any dataset layout; targets are ignored)")
     pb.add_argument("--out", required=True, help="output folder")
-    if models:  # the registry imports the model files (torch): only for the command being run
+    if full:  # the registry imports the model files (torch): only for the command being run
         add_model_choice(pb, default="cgcnn", help_tail=": the model to probe")
     pb.add_argument("--descriptors", metavar="NAMES", help="comma-separated descriptors to probe (default: all but the crystal system)")
     pb.add_argument("--max-structures", type=int, default=0, help="random subset of this size after the low-symmetry filter (0: all)")
@@ -34,7 +34,7 @@ def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
     pb.add_argument("--cache-dir", default="default", help="graph and descriptor cache folder")
     pb.add_argument("--workers", type=int, default=0, help="processes for graphs and descriptors (0: one per core)")
     pb.add_argument("--quiet", action="store_true", help="no progress bars")
-    if models:
+    if full:
         add_model_args(pb)
     pb.set_defaults(func=run)
     return pb

@@ -10,7 +10,7 @@ from crystalgnn.cli.common import add_data_args, add_model_args, add_model_choic
 HELP = "train a model and write a run directory"
 
 
-def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
+def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help=HELP,
                         description="Train a model. The run directory receives config.json, model.safetensors, metrics.json, "
                                     "predictions_<split>.csv, parity.png and learning_curve.png, and checkpoints/ (last and best, "
@@ -22,7 +22,7 @@ def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
                     help="continue the run in RUN_DIR from its last checkpoint (weights, optimizer, schedule, epoch, early stopping, "
                          "random state) with its saved settings; other flags must be left out or equal to them")
     tr.add_argument("--config", help="start from the config.json of an earlier run (flags still override)")
-    if models:  # the registry imports the model files (torch): only for the command being run
+    if full:  # the registry imports the model files (torch): only for the command being run
         add_model_choice(tr, help_tail="; sets that model's reference graph, architecture and training defaults, which the flags below override")
     add_data_args(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -37,7 +37,7 @@ def add_parser(sub, models: bool = True) -> argparse.ArgumentParser:
     m.add_argument("--task", choices=["regression", "classification"], help="classification expects integer labels 0..C-1")
     m.add_argument("--pooling", choices=["mean", "sum", "site"], help="mean (Eq. S16), sum (extensive properties), site (Eqs. S14-S15, per-site contributions)")
     m.add_argument("--dropout", type=float, help="dropout before the output (0; 0.5 for classification)")
-    if models:
+    if full:
         add_model_args(tr)
     h = tr.add_argument_group("descriptor hybridization and extensive targets (Gong et al.)")
     h.add_argument("--descriptors", nargs="?", const="default", metavar="NAMES",

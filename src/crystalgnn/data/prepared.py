@@ -37,6 +37,8 @@ class PreparedData:
     rows: np.ndarray | None = None
     #: (n, D) crystal-level inputs of a descriptor-hybridized model (raw values, NaN allowed).
     extra: np.ndarray | None = None
+    #: Every item the reader listed, usable or not, in input order (the dataset's ids).
+    source_ids: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,6 +85,7 @@ def prepare(
         target_names=list(dataset.target_names),
         problems=list(dataset.problems) + problems,
         rows=kept_rows,
+        source_ids=list(dataset.ids),
     )
 
 

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import KFold, StratifiedKFold
 
 if TYPE_CHECKING:  # pragma: no cover
     from crystalgnn.config import RunConfig
@@ -71,6 +70,8 @@ def kfold_split(
     """Fold ``fold`` of ``KFold(n_folds, shuffle=True, random_state=seed)`` is the test set (MatBench
     uses seed 18012019; stratified for classification when ``labels`` are given). A seeded
     ``val_fraction`` of the remaining items is held out for validation/early stopping."""
+    from sklearn.model_selection import KFold, StratifiedKFold  # here: scikit-learn takes ~0.5 s to import
+
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
     splitter = (

@@ -1,8 +1,8 @@
 """Checkpoints without pickle: every tensor in safetensors, everything else as JSON.
 
-:class:`SafetensorsCheckpointIO` plugs into Lightning (``Trainer(plugins=[...])``), so Lightning's
-own ``ModelCheckpoint`` decides *when* to save while the files it writes load with no code
-execution. A full checkpoint (the "last" one, from which ``--resume`` continues) holds the
+:class:`crystalgnn.training.trainer.SafetensorsCheckpointIO` plugs these files into Lightning, so
+Lightning's own ``ModelCheckpoint`` decides *when* to save while the files it writes load with no
+code execution (this module does not import Lightning: prediction does not need it). A full checkpoint (the "last" one, from which ``--resume`` continues) holds the
 weights, the optimizer and scheduler states, the loop counters and the callbacks' states: its
 tensors go into the safetensors file (weights under their own names, every other tensor under
 ``__checkpoint__/<path>``) and the rest into JSON stored in the same file's header, so that one
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins import CheckpointIO
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -142,21 +141,6 @@ def load_checkpoint_file(path: str | Path, device: str | torch.device = "cpu") -
     rest = _decode(header, tensors)
     state = {k: v for k, v in tensors.items() if not k.startswith(OTHER_TENSORS)}
     return {**rest, "state_dict": state}
-
-
-class SafetensorsCheckpointIO(CheckpointIO):
-    """Lightning checkpoint I/O writing checkpoints as safetensors with a JSON header."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
-        save_checkpoint_file(checkpoint, path)
-
-    def load_checkpoint(self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
-        return load_checkpoint_file(path)
-
-    def remove_checkpoint(self, path: str | Path) -> None:
-        for p in (Path(path), Path(f"{path}.json")):
-            if p.exists():
-                p.unlink()
 
 
 def upgrade_state_dict(state: dict[str, torch.Tensor], layout: int, renames: dict[str, str], classification: bool) -> dict[str, torch.Tensor]:

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from torch import Tensor, nn
+from torch_geometric.data import Data
 
 from crystalgnn import registry, transforms
 from crystalgnn.config import RunConfig
@@ -24,10 +26,37 @@ from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_load
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import DatasetError
 from crystalgnn.io.inputs import sources_from_inputs
+from crystalgnn.models import ReadoutOutput, build_model
 from crystalgnn.training.checkpoint import load_weights, upgrade_state_dict
-from crystalgnn.training.module import CrystalModule, build_module
+from crystalgnn.training.objectives import Objective, make_objective
 
 log = logging.getLogger("crystalgnn")
+
+
+class TrainedModel(nn.Module):
+    """A model and its task objective, for prediction: the training module's weights by the same
+    names (``model.*``, ``objective.*``), without Lightning (whose import alone costs a second)."""
+
+    def __init__(self, model: nn.Module, objective: Objective) -> None:
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    @property
+    def is_classification(self) -> bool:
+        return self.objective.is_classification
+
+    def forward(self, batch: Data) -> ReadoutOutput:
+        return self.model(batch, getattr(batch, "extra", None))
+
+    def predictions(self, out: Tensor, batch: Data) -> Tensor:
+        return self.objective.predict(out, batch)
+
+
+def build_trained(cfg: RunConfig, atom_table: Tensor | None = None) -> TrainedModel:
+    """The model of ``cfg`` with the objective of its task (fresh weights, to load a state into)."""
+    m = cfg.model
+    return TrainedModel(build_model(cfg, atom_table), make_objective(m.task, m.n_targets, m.pooling, cfg.data.per_atom))
 
 
 @dataclass
@@ -43,9 +72,10 @@ class Predictions:
 
 
 class Predictor:
-    """A trained model with the settings it was trained with."""
+    """A trained model with the settings it was trained with. ``module``: a :class:`TrainedModel`
+    (from :func:`load_model`) or the training module itself (at the end of training)."""
 
-    def __init__(self, module: CrystalModule, cfg: RunConfig, device: str | torch.device = "cpu") -> None:
+    def __init__(self, module: nn.Module, cfg: RunConfig, device: str | torch.device = "cpu") -> None:
         self.cfg = cfg
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
@@ -55,12 +85,16 @@ class Predictor:
         return list(self.cfg.data.targets)
 
     @torch.no_grad()
-    def predict_store(self, data: PreparedData, indices: np.ndarray | None = None, batch_size: int | None = None) -> Predictions:
-        """Predictions for graphs already built (``indices`` into ``data``; all by default).
+    def predict_store(self, data: Any, indices: np.ndarray | None = None, batch_size: int | None = None) -> Predictions:
+        """Predictions with embeddings and site contributions, for graphs already built
+        (``data`` from :meth:`prepare`; ``indices`` into it, all by default) or for anything
+        :meth:`predict` accepts (structures, paths, folders: prepared here, unusable ones raise).
 
         ``batch_size``: crystals per forward pass, by default the training batch size (larger
         batches are no faster on a CPU: an ALIGNN batch of 256 predicted 2–5× slower than 4 of 64).
         """
+        if not isinstance(data, PreparedData):
+            data = self.prepare(data)
         idx = np.arange(len(data)) if indices is None else np.asarray(indices)
         batch_size = batch_size or self.cfg.train.batch_size
         values, embeddings, sites = [], [], []
@@ -86,7 +120,9 @@ class Predictor:
         workers = 1 if len(dataset) < 256 else 0
         data = prepare(dataset, self.cfg.graph, self.cfg.features, cache_dir, workers=workers, progress=progress)
         if data.problems and on_error == "raise":
-            raise DatasetError(data.problems)
+            raise DatasetError(data.problems, hint=(
+                "Fix these inputs, or pass on_error='skip' (CLI: --on-error skip): each unusable input then gets a row "
+                "with empty values and the reason in its 'problem' column."))
         if self.cfg.model.descriptors:
             missing = attach_descriptors(data, dataset, self.cfg.model.descriptors, cache_dir, workers, progress)
             for problem in missing:
@@ -105,8 +141,10 @@ class Predictor:
 
         Returns a DataFrame in input order: ``id`` and one column per target in the units of the
         data (regression; a run that learned log10 of a target also gives ``log10_<target>``) or
-        ``predicted_class`` and ``prob_<c>`` (classification). With ``on_error="skip"`` unusable
-        items are left out and listed in ``DataFrame.attrs["skipped"]``.
+        ``predicted_class`` and ``prob_<c>`` (classification). With ``on_error="skip"`` every
+        input still has its row: an unusable one with empty values and the reason in a
+        ``problem`` column (also listed in ``DataFrame.attrs["skipped"]``); inputs a reader could
+        not list (an empty file in a folder) come after the others.
         """
         data = self.prepare(inputs, ids, on_error, cache_dir)
         return self.to_frame(self.predict_store(data, batch_size=batch_size), data)
@@ -126,7 +164,33 @@ class Predictor:
                     frame[learned] = pred.values[:, t]  # what the model learned (log10_<target>)
         if data is not None:
             frame.attrs["skipped"] = [(p.id, p.reason) for p in data.problems]
+            if data.problems and len(pred.ids) == len(data):
+                frame = _with_skipped_rows(frame, data)
         return frame
+
+
+def _with_skipped_rows(frame: pd.DataFrame, data: PreparedData) -> pd.DataFrame:
+    """``frame`` (one row per usable item, in order) with a row per unusable input: empty values
+    and the reason in ``problem``. Items the reader listed keep their place; those it could not
+    list (a missing or empty file, a repeated id) follow at the end."""
+    reasons: dict[str, list[str]] = {}
+    for p in data.problems:
+        reasons.setdefault(p.id, []).append(p.reason)
+    listed = data.source_ids if data.source_ids is not None else list(data.ids)
+    kept = set(int(r) for r in (data.rows if data.rows is not None else range(len(data))))
+    rows: list[dict[str, Any]] = []
+    usable = iter(frame.to_dict("records"))
+    for position, item in enumerate(listed):
+        if position in kept:
+            rows.append({**next(usable), "problem": ""})
+        else:
+            why = reasons.get(item) or ["not usable"]
+            rows.append({"id": item, "problem": why.pop(0)})
+    for item, why in reasons.items():
+        rows.extend({"id": item, "problem": reason} for reason in why)
+    out = pd.DataFrame(rows, columns=[*frame.columns, "problem"])
+    out.attrs.update(frame.attrs)
+    return out
 
 
 def load_run_config(run_dir: str | Path) -> tuple[RunConfig, int]:
@@ -146,6 +210,6 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predi
     state, _ = load_weights(weights_path)
     state = upgrade_state_dict(state, layout, dict(registry.get(cfg.model.name).legacy_state_keys), cfg.model.task == "classification")
     # The atom feature table is part of the weights: no need to recompute it from element data.
-    module = build_module(cfg, atom_table=state.get("model.atom_input.table"))
+    module = build_trained(cfg, atom_table=state.get("model.atom_input.table"))
     module.load_state_dict(state)
     return Predictor(module, cfg, device)

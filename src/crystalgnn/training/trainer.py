@@ -8,15 +8,32 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from crystalgnn.config import TrainConfig
-from crystalgnn.training.checkpoint import SafetensorsCheckpointIO
+from crystalgnn.training.checkpoint import load_checkpoint_file, save_checkpoint_file
 from crystalgnn.training.resume import BEST, CHECKPOINTS, LAST
+
+
+class SafetensorsCheckpointIO(CheckpointIO):
+    """Lightning checkpoint I/O writing checkpoints as safetensors with a JSON header."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        save_checkpoint_file(checkpoint, path)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any | None = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_checkpoint_file(path)
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        for p in (Path(path), Path(f"{path}.json")):
+            if p.exists():
+                p.unlink()
 
 
 @dataclass
