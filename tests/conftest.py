@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Tests run two processes side by side (pytest -n 2): one torch thread each.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Nothing of the tests lands in the user's cache, also not from fixtures wider than one test (the
+# per-test fixture below gives each test its own folder on top of this one).
+os.environ["CRYSTALGNN_CACHE"] = tempfile.mkdtemp(prefix="crystalgnn-test-cache-")
 
 
 #: Under CI=true the shared data are part of the contract: their absence fails instead of skipping.

@@ -18,7 +18,7 @@ LAYERS: list[set[str]] = [
     {"io"},
     {"reports", "models"},
     {"training"},
-    {"predict", "baselines"},
+    {"predict", "baselines", "cache_admin"},
     {"analysis"},
     {"cli"},
 ]

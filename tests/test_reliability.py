@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -218,3 +219,91 @@ def test_predict_store_takes_what_predict_takes(mean_run, elasticity_slice):
     pred = model.predict_store([elasticity_slice / "3.cif", elasticity_slice / "1.cif"])
     assert pred.ids == ["3", "1"] and pred.embeddings.shape == (2, 8)
     np.testing.assert_allclose(pred.values[:, 0], model.predict([elasticity_slice / "3.cif", elasticity_slice / "1.cif"])["log10_target1"])
+
+
+# ------------------------------------------------------------------------------------------ 7. cache
+def test_a_corrupt_shard_is_named_set_aside_and_rebuilt(elasticity_slice, tmp_path, caplog):
+    from crystalgnn.config import GraphConfig
+    from crystalgnn.graphs.cache import build_graphs
+
+    data = load_dataset(elasticity_slice, targets=[])
+    cache = tmp_path / "cache"
+    first, ok, _ = build_graphs(data.ids, data.sources, GraphConfig(), cache, workers=1, progress=False)
+    (shard,) = list(cache.rglob("shard-*.npz"))
+    shard.write_bytes(b"not a zip file" * 10)
+    with caplog.at_level("WARNING", logger="crystalgnn"):
+        again, ok2, _ = build_graphs(data.ids, data.sources, GraphConfig(), cache, workers=1, progress=False)
+    assert ok2.all() and str(shard) in caplog.text and "corrupt" in caplog.text
+    assert shard.with_name(shard.name + ".corrupt").exists()
+    for name in ("atomic_numbers", "edge_index", "edge_distances", "node_ptr", "edge_ptr"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(first, name))
+
+
+def test_a_run_on_a_corrupt_cache_predicts_as_an_undisturbed_one(elasticity_slice, tmp_path):
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    cache = tmp_path / "cache"
+    clean = train(data, tmp_path / "clean", _cfg("log10"), cache_dir=cache, progress=False, workers=1)
+    for shard in cache.rglob("shard-*.npz"):
+        shard.write_bytes(shard.read_bytes()[:100])  # truncated, as by a full disk or a killed write
+    disturbed = train(data, tmp_path / "disturbed", _cfg("log10"), cache_dir=cache, progress=False, workers=1)
+    assert disturbed.metrics["test"] == clean.metrics["test"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "clean" / "predictions_test.csv"),
+                                  pd.read_csv(tmp_path / "disturbed" / "predictions_test.csv"))
+
+
+def _build_into(args) -> int:
+    from crystalgnn.config import GraphConfig
+    from crystalgnn.graphs.cache import build_graphs
+
+    folder, cache = args
+    data = load_dataset(folder, targets=[])
+    store, ok, _ = build_graphs(data.ids, data.sources, GraphConfig(), cache, workers=1, progress=False)
+    return int(ok.sum())
+
+
+def test_two_processes_on_a_cold_cache_build_each_graph_once(elasticity_slice, tmp_path):
+    import multiprocessing
+
+    cache = tmp_path / "cache"
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        counts = pool.map(_build_into, [(elasticity_slice, cache), (elasticity_slice, cache)])
+    assert counts == [80, 80]
+    keys = [k for f in cache.rglob("*.keys.npy") for k in np.load(f)]
+    assert len(keys) == 80 == len(set(keys))  # one copy of each graph, not two
+
+
+def test_cache_list_prune_clear(elasticity_slice, tmp_path, capsys):
+    import os
+    import time
+
+    from crystalgnn.config import GraphConfig
+    from crystalgnn.graphs.cache import build_graphs
+
+    data = load_dataset(elasticity_slice, targets=[])
+    cache = tmp_path / "cache"
+    build_graphs(data.ids, data.sources, GraphConfig(), cache, workers=1, progress=False)
+    build_graphs(data.ids, data.sources, GraphConfig(cutoff=6.0), cache, workers=1, progress=False)
+    assert cli.main(["cache", "list", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "2 folder(s)" in out and out.count(" graphs ") == 2 and " 80 " in out
+    old = next(f for f in cache.iterdir() if json.loads((f / "settings.json").read_text())["settings"]["graph"]["cutoff"] == 6.0)
+    for f in old.iterdir():
+        os.utime(f, (time.time() - 90 * 86400,) * 2)
+    assert cli.main(["cache", "prune", "--cache-dir", str(cache), "--dry-run"]) == 0 and old.exists()
+    assert cli.main(["cache", "prune", "--cache-dir", str(cache)]) == 0
+    assert not old.exists() and len(list(cache.glob("graphs-*"))) == 1
+    assert cli.main(["cache", "clear", "--cache-dir", str(cache)]) == 0 and not list(cache.glob("graphs-*"))
+    capsys.readouterr()
+
+
+@pytest.fixture(scope="module")
+def cache_seen_by_a_module_fixture():
+    from crystalgnn.paths import default_cache_dir
+
+    return default_cache_dir()  # fixtures wider than a test run outside the per-test cache folder
+
+
+def test_tests_never_write_into_the_user_cache(cache_seen_by_a_module_fixture):
+    import tempfile
+
+    assert cache_seen_by_a_module_fixture.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())

@@ -1,5 +1,5 @@
 """Command line: ``crystalgnn train | predict | evaluate | featurize | baseline | probe | periodicity |
-importance``. One module per command, each ``add_parser(subparsers)`` + ``run(args)``; the
+importance | cache``. One module per command, each ``add_parser(subparsers)`` + ``run(args)``; the
 modules parse arguments and call the library, nothing more. ``crystalgnn COMMAND --help``
 explains each."""
 
@@ -11,11 +11,13 @@ import sys
 from collections.abc import Sequence
 
 DESCRIPTION = """\
-crystalgnn: graph neural networks for crystal properties (CGCNN on a cached, fast core).
+crystalgnn: graph neural networks for crystal properties (CGCNN, ALIGNN, ... on one cached, fast core).
 
-  crystalgnn train DATA --target NAME --run-dir runs/x     train, write a run directory
+  crystalgnn train DATA --target NAME --run-dir runs/x     train, write a run directory (--model alignn, ...)
+  crystalgnn train --resume runs/x                         continue a killed run
   crystalgnn predict runs/x new_cifs/ -o predictions.csv   predict new structures
   crystalgnn evaluate runs/x labelled_data/                metrics of a run on labelled data
+  crystalgnn cache list | prune | clear                    the graph and descriptor cache
 
 Gong et al. (descriptors, learnability, periodicity):
   crystalgnn featurize DATA -o descriptors.csv              structural descriptor bank
@@ -31,7 +33,7 @@ with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated da
 """
 
 #: Command modules, in the order of ``crystalgnn --help``.
-COMMANDS = ("train", "predict", "evaluate", "featurize", "baseline", "probe", "periodicity", "importance")
+COMMANDS = ("train", "predict", "evaluate", "featurize", "baseline", "probe", "periodicity", "importance", "cache")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ are not cached (they fail again quickly).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from crystalgnn.descriptors.bank import DESCRIPTOR_NAMES, DescriptorSettings
+from crystalgnn.paths import UNREADABLE, set_aside, write_settings
 
 
 @dataclass
@@ -59,8 +61,9 @@ class DescriptorCache:
                     take = [position[k] for k in wanted[rows].tolist()]
                     values[rows] = data["values"][take]
                     reasons[rows] = data["reasons"][take]
-            except (OSError, KeyError, ValueError):
-                continue  # unreadable shard: recompute what it held
+            except UNREADABLE as err:  # a truncated or overwritten shard: what it held is computed again
+                set_aside([shard], f"{type(err).__name__}: {err}")
+                continue
             hit[rows] = True
         return hit
 
@@ -69,6 +72,7 @@ class DescriptorCache:
         if folder is None or len(keys) == 0:
             return
         folder.mkdir(parents=True, exist_ok=True)
+        write_settings(folder, "descriptors", dataclasses.asdict(self.settings))
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
         reasons = np.asarray(reasons, dtype=str)
         if reasons.dtype.itemsize == 0:

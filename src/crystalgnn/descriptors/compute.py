@@ -18,7 +18,7 @@ from crystalgnn.descriptors.bank import (
 from crystalgnn.descriptors.cache import DescriptorCache
 from crystalgnn.errors import Problem
 from crystalgnn.parallel import map_items
-from crystalgnn.paths import resolve_cache_dir
+from crystalgnn.paths import folder_lock, resolve_cache_dir
 from crystalgnn.structures.source import StructureSource
 
 
@@ -57,23 +57,22 @@ def compute_descriptors(
     values = np.full((n, d), np.nan)
     reasons = np.full((n, d), "", dtype=object)
     keys = [s.key for s in sources]
-    hit = cache.lookup(keys, values, reasons)
-    missing = np.flatnonzero(~hit)
-
-    results: list = []
-    if len(missing):
-        results = map_items(describe_one, [sources[i] for i in missing], (settings,), workers, chunk_size, "computing descriptors", progress)
-
     unreadable: dict[int, str] = {}
-    new_rows: list[int] = []
-    for row, result in zip(missing.tolist(), results):
-        if isinstance(result, str):
-            unreadable[row] = result
-            reasons[row, :] = f"structure could not be read: {result}"
-        else:
-            values[row], reasons[row] = result
-            new_rows.append(row)
-    cache.add([keys[r] for r in new_rows], values[new_rows], reasons[new_rows].astype(str))
+    with folder_lock(cache.folder, "the descriptor cache"):  # two processes take turns, the second reads the first's
+        hit = cache.lookup(keys, values, reasons)
+        missing = np.flatnonzero(~hit)
+        results: list = []
+        if len(missing):
+            results = map_items(describe_one, [sources[i] for i in missing], (settings,), workers, chunk_size, "computing descriptors", progress)
+        new_rows: list[int] = []
+        for row, result in zip(missing.tolist(), results):
+            if isinstance(result, str):
+                unreadable[row] = result
+                reasons[row, :] = f"structure could not be read: {result}"
+            else:
+                values[row], reasons[row] = result
+                new_rows.append(row)
+        cache.add([keys[r] for r in new_rows], values[new_rows], reasons[new_rows].astype(str))
 
     problems: list[Problem] = []
     for row in range(n):

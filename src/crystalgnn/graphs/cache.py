@@ -9,6 +9,7 @@ its graph settings, so changing a setting or a file rebuilds only what changed. 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -20,9 +21,10 @@ import numpy as np
 from crystalgnn.config import GraphConfig
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
-from crystalgnn.graphs.schema import graph_key, parts_for
+from crystalgnn.graphs.schema import addon_key, graph_key, parts_for
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
+from crystalgnn.paths import UNREADABLE, folder_lock, set_aside, write_settings
 from crystalgnn.structures.source import StructureSource
 
 
@@ -64,7 +66,10 @@ class GraphCache:
         for keys_file in sorted(folder.glob("*.keys.npy")):
             shard = keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".npz")
             if shard.exists():
-                found.append((shard, np.load(keys_file, allow_pickle=False)))
+                try:
+                    found.append((shard, np.load(keys_file, allow_pickle=False)))
+                except UNREADABLE as err:
+                    set_aside([keys_file, shard], f"{type(err).__name__}: {err}")
         return found
 
     def lookup(self, keys: Sequence[str]) -> tuple[GraphStore | None, np.ndarray]:
@@ -80,7 +85,11 @@ class GraphCache:
                 continue
             rows = np.flatnonzero(in_shard)
             position = {k: i for i, k in enumerate(shard_keys.tolist())}
-            store = GraphStore.load(shard)
+            try:
+                store = GraphStore.load(shard)
+            except UNREADABLE as err:  # a truncated or overwritten shard: its graphs are rebuilt
+                set_aside([shard.with_name(shard.name[: -len(".npz")] + ".keys.npy"), shard], f"{type(err).__name__}: {err}")
+                continue
             parts.append(store.take([position[k] for k in wanted[rows].tolist()]))
             part_rows.append(rows)
             hit[rows] = True
@@ -95,6 +104,7 @@ class GraphCache:
         if folder is None or len(store) == 0:
             return
         folder.mkdir(parents=True, exist_ok=True)
+        write_settings(folder, "graphs", {"graph": dataclasses.asdict(self.cfg), "addons": addon_key(self.cfg)})
         stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
         for part, start in enumerate(range(0, len(store), self.shard_size)):
             shard = store.take(np.arange(start, min(start + self.shard_size, len(store))))
@@ -103,6 +113,22 @@ class GraphCache:
             tmp = folder / f".{name}.keys.tmp.npy"
             np.save(tmp, shard.keys)
             os.replace(tmp, folder / f"{name}.keys.npy")  # keys last: a shard is visible only when complete
+
+
+def _collect(cfg: GraphConfig, ids: Sequence[str], keys: Sequence[str], missing: np.ndarray,
+             built: Sequence[CrystalGraph | str]) -> tuple[GraphStore, list[int], list[Problem]]:
+    """The graphs just built as a store, their rows, and a problem per item that could not be built."""
+    problems: list[Problem] = []
+    new_keys, new_graphs, new_rows = [], [], []
+    for row, result in zip(missing, built):
+        if isinstance(result, str):
+            problems.append(Problem(str(ids[row]), result, stage="structure"))
+        else:
+            new_keys.append(keys[row])
+            new_graphs.append(result)
+            new_rows.append(int(row))
+    # parts: what every graph of `cfg` holds, also when none was built here
+    return GraphStore.from_graphs(new_keys, new_graphs, parts_for(cfg)), new_rows, problems
 
 
 def build_graphs(
@@ -119,28 +145,21 @@ def build_graphs(
     Returns ``(store, ok, problems)``: ``store`` holds the graphs of the items with ``ok[i]`` true,
     in input order; ``problems`` names every item that could not be built and why.
     ``workers=0`` uses every core (``os.cpu_count()``); 1 builds in this process.
+    Two processes filling the same cache folder take turns (:func:`crystalgnn.paths.folder_lock`):
+    the second waits, then reads what the first built instead of building it again.
     """
     cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None)
     keys = [s.key for s in sources]
-    cached, hit = cache.lookup(keys)
-    missing = np.flatnonzero(~hit)
-    built: list[CrystalGraph | str] = []
-    if len(missing):
-        built = map_items(build_one, [sources[i] for i in missing], (cfg,), workers, chunk_size, "building graphs", progress)
+    with folder_lock(cache.folder, "the graph cache"):
+        cached, hit = cache.lookup(keys)
+        missing = np.flatnonzero(~hit)
+        built: list[CrystalGraph | str] = []
+        if len(missing):
+            built = map_items(build_one, [sources[i] for i in missing], (cfg,), workers, chunk_size, "building graphs", progress)
+        fresh, new_rows, problems = _collect(cfg, ids, keys, missing, built)
+        cache.add(fresh)
 
-    problems: list[Problem] = []
-    new_keys, new_graphs, new_rows = [], [], []
-    for row, result in zip(missing, built):
-        if isinstance(result, str):
-            problems.append(Problem(str(ids[row]), result, stage="structure"))
-        else:
-            new_keys.append(keys[row])
-            new_graphs.append(result)
-            new_rows.append(row)
-    parts = parts_for(cfg)  # what every graph of `cfg` holds, also when none was built here
-    fresh = GraphStore.from_graphs(new_keys, new_graphs, parts)
-    cache.add(fresh)
-
+    parts = parts_for(cfg)
     ok = hit.copy()
     ok[np.asarray(new_rows, dtype=np.int64)] = True
     stores = [s for s in (cached, fresh) if s is not None and len(s)]
