@@ -20,7 +20,7 @@ LAYERS: list[set[str]] = [
     {"training"},
     {"predict", "baselines", "cache_admin"},
     {"analysis"},
-    {"cli"},
+    {"cli", "__main__"},
 ]
 LAYER_OF = {name: k for k, names in enumerate(LAYERS) for name in names}
 

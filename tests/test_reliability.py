@@ -307,3 +307,67 @@ def test_tests_never_write_into_the_user_cache(cache_seen_by_a_module_fixture):
     import tempfile
 
     assert cache_seen_by_a_module_fixture.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+
+
+# ------------------------------------------------------------------------------- 8. small things
+def test_python_dash_m_crystalgnn_works():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "crystalgnn", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "crystalgnn train" in out and "cache" in out
+
+
+def test_a_zero_volume_cif_says_degenerate_cell(tmp_path):
+    from crystalgnn.structures.parse import StructureParseError, parse_structure
+
+    cif = ("data_flat\n_cell_length_a 4.0\n_cell_length_b 4.0\n_cell_length_c 4.0\n_cell_angle_alpha 90\n_cell_angle_beta 90\n"
+           "_cell_angle_gamma 180\n_symmetry_space_group_name_H-M 'P 1'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
+           "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa1 Na 0 0 0\n")
+    with pytest.raises(StructureParseError, match="degenerate cell"):
+        parse_structure(text=cif, fmt="cif")
+
+
+def test_evaluate_help_explains_every_argument(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    assert "run directory written by" in out and "leave them out of the metrics" in out and "cuda" in out
+
+
+def test_integer_descriptors_are_written_as_integers(elasticity_slice, tmp_path):
+    out = tmp_path / "d.csv"
+    assert cli.main(["featurize", str(elasticity_slice / "3.cif"), "-o", str(out), "--workers", "1", "--quiet"]) == 0
+    row = out.read_text().splitlines()[1].split(",")
+    header = out.read_text().splitlines()[0].split(",")
+    for name in ("natoms", "space_group_num", "crys_sys"):
+        assert "." not in row[header.index(name)], (name, row[header.index(name)])
+
+
+def test_run_files_share_one_mode_and_logs_get_lines_not_bars(elasticity_slice, tmp_path):
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "crystalgnn", "train", str(elasticity_slice), "-t", "1", "--transform", "log10", "--run-dir", str(run),
+           "--epochs", "2", "--batch-size", "16", "--atom-fea-len", "8", "--n-conv", "1", "--h-fea-len", "8", "--workers", "1", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 1/2" in proc.stderr and "epoch 2/2" in proc.stderr and "\r" not in proc.stderr  # stderr is not a terminal
+    mode = stat.S_IMODE((run / "config.json").stat().st_mode)
+    for name in ("model.safetensors", "checkpoints/best.safetensors", "checkpoints/last.safetensors"):
+        assert stat.S_IMODE((run / name).stat().st_mode) == mode, name
+
+
+def test_the_learning_curve_puts_the_validation_error_on_a_log_axis(tmp_path, monkeypatch):
+    from crystalgnn.reports import plots
+
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,step,train_loss,val_loss,val_mae\n" + "".join(f"{e},{e},{1 / (e + 1)},{1 / (e + 1)},{10 / (e + 1) ** 2}\n"
+                                                                        for e in range(20)))
+    figures = []
+    monkeypatch.setattr(plots.plt, "close", figures.append)
+    plots.learning_curve_plot(log, tmp_path / "curve.png")
+    assert [ax.get_yscale() for ax in figures[0].axes] == ["log", "log"]

@@ -55,7 +55,7 @@ def composition_features(dataset: CrystalDataset, rows: Sequence[int], progress:
     featurizer = ElementProperty.from_preset("magpie", impute_nan=True)
     cache: dict[str, list[float]] = {}
     values = []
-    for r in tqdm(rows, desc="composition features", disable=not progress, leave=False):
+    for r in tqdm(rows, desc="composition features", disable=None if progress else True, leave=False):
         comp = dataset.sources[r].load().composition
         formula = comp.reduced_formula
         if formula not in cache:

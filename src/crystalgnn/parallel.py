@@ -36,7 +36,8 @@ def map_items(
     """
     n_workers = workers or os.cpu_count() or 1
     results: list[R] = []
-    with tqdm(total=len(items), desc=desc, unit="crystal", disable=not progress, leave=False) as bar:
+    # disable=None: no bar when stderr is not a terminal (a redirected log gets no carriage-return lines)
+    with tqdm(total=len(items), desc=desc, unit="crystal", disable=None if progress else True, leave=False) as bar:
         if n_workers > 1 and len(items) >= 2 * chunk_size:
             chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
             ctx = get_context("fork") if "fork" in get_all_start_methods() else None

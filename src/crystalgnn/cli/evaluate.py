@@ -12,12 +12,13 @@ HELP = "metrics of a trained run on labelled data"
 def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help=HELP,
                         description="Predict a labelled dataset and print metrics; writes a parity plot (regression) beside the output CSV.")
-    ev.add_argument("run_dir")
-    ev.add_argument("data", help="labelled dataset (same layouts as train)")
+    ev.add_argument("run_dir", help="run directory written by 'crystalgnn train'")
+    ev.add_argument("data", help="labelled dataset (same layouts as train); its targets are read with the run's transform")
     ev.add_argument("--target", "-t", action="append", dest="targets", help="target columns (default: those the model was trained on)")
     ev.add_argument("-o", "--output", default=None, help="prediction CSV (default: RUN_DIR/evaluate_predictions.csv)")
-    ev.add_argument("--on-error", choices=["raise", "skip"], default="raise")
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                    help="unusable items: stop with the full list (raise, default) or leave them out of the metrics (skip)")
+    ev.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ev.set_defaults(func=run)
     return ev
 

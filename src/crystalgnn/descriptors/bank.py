@@ -119,6 +119,8 @@ GLOBAL_DESCRIPTORS: tuple[str, ...] = DENSITY_DESCRIPTORS + COMPLEXITY_DESCRIPTO
 DESCRIPTOR_NAMES: tuple[str, ...] = LOCAL_DESCRIPTORS + GLOBAL_DESCRIPTORS
 #: Integer-coded categories (not to be standardised as continuous values).
 CATEGORICAL_DESCRIPTORS: tuple[str, ...] = ("crys_sys", "space_group_num")
+#: Descriptors that are whole numbers (written as integers; empty when not computed).
+INTEGER_DESCRIPTORS: tuple[str, ...] = ("natoms", *CATEGORICAL_DESCRIPTORS)
 #: ``crys_sys`` value k means ``CRYSTAL_SYSTEMS[k]``.
 CRYSTAL_SYSTEMS: tuple[str, ...] = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
 
@@ -435,6 +437,9 @@ class DescriptorTable:
         import pandas as pd
 
         frame = pd.DataFrame(self.values, columns=list(self.names))
+        for name in INTEGER_DESCRIPTORS:
+            if name in frame:
+                frame[name] = frame[name].round().astype("Int64")  # 225, not 225.0; NaN stays empty
         frame.insert(0, "id", list(self.ids))
         return frame
 

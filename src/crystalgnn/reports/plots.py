@@ -74,6 +74,8 @@ def learning_curve_plot(metrics_csv: str | Path, path: str | Path) -> None:
         ax2 = ax.twinx()
         ax2.plot(epochs.index, epochs[secondary], color="C3", label=secondary.replace("_", " "))
         ax2.set_ylabel(secondary.replace("_", " "))
+        if secondary == "val_mae" and (epochs[secondary].dropna() > 0).all():
+            ax2.set_yscale("log")  # an error falling by orders of magnitude reads on a log axis, as the loss
         ax2.legend(loc="upper center")
     ax.legend(loc="upper right")
     fig.tight_layout()

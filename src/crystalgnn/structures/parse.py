@@ -36,6 +36,15 @@ _CIF_FORMATS = {"cif", "mcif"}
 _POSCAR_FORMATS = {"poscar", "vasp", "contcar"}
 
 
+#: Smallest cell volume (Å³) taken as a real cell.
+MIN_CELL_VOLUME = 1e-6
+
+
+def degenerate_cell(volume: float) -> str:
+    """The reason given for a cell whose lattice vectors do not span space (every reader says it alike)."""
+    return f"degenerate cell (volume {volume:g} Å³): the three lattice vectors must span space"
+
+
 class StructureParseError(CrystalGNNError):
     """A structure file or text could not be turned into a ``Structure``.
 
@@ -121,6 +130,9 @@ def _parse_cif_fast(text: str) -> Structure | None:
         return None
     cell = small.cell
     parameters = np.array([cell.a, cell.b, cell.c, cell.alpha, cell.beta, cell.gamma])
+    if np.isfinite(parameters).all() and parameters.any() and not cell.volume >= MIN_CELL_VOLUME:
+        # pymatgen would fail here with a bare "Singular matrix"
+        raise StructureParseError(degenerate_cell(float(cell.volume)))
     if not sites or not np.isfinite(parameters).all() or not cell.volume > 0 or any(site.occ != 1.0 or site.element.atomic_number == 0 for site in sites):
         return None
     from pymatgen.core import Lattice
@@ -315,8 +327,8 @@ def validate_structure(structure: Structure) -> str | None:
         volume = float(structure.lattice.volume)
     except Exception:  # noqa: BLE001
         volume = float("nan")
-    if not np.isfinite(volume) or volume < 1e-6:
-        return f"degenerate cell (volume {volume:g} Å³): the three lattice vectors must span space"
+    if not np.isfinite(volume) or volume < MIN_CELL_VOLUME:
+        return degenerate_cell(volume)
     if not np.all(np.isfinite(structure.frac_coords)):
         return "non-finite atomic coordinates"
 

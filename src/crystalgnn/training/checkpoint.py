@@ -84,10 +84,17 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return {k: _decode(v, tensors) for k, v in value.items()}
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, header: dict[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata=header)
+    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600 files; weights are as readable as the rest
     os.replace(tmp, path)
 
 

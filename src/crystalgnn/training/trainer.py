@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,28 @@ class SafetensorsCheckpointIO(CheckpointIO):
         for p in (Path(path), Path(f"{path}.json")):
             if p.exists():
                 p.unlink()
+
+
+class EpochLines(L.Callback):
+    """Progress as plain lines on stderr, for output that is not a terminal (a log file, CI): a
+    progress bar there writes a carriage-return line per batch (550 KB for the main job). One line
+    per epoch, at most ~``lines`` of them: epoch, train loss, validation metrics, seconds."""
+
+    def __init__(self, lines: int = 50) -> None:
+        self.lines = lines
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        epoch, total = trainer.current_epoch, int(trainer.max_epochs or 0)
+        every = max(1, total // self.lines) if total > 0 else 1
+        if epoch % every and epoch + 1 != total:
+            return
+        shown = "  ".join(f"{name} {float(value):.4g}" for name, value in sorted(trainer.callback_metrics.items())
+                          if name.startswith(("train_", "val_")))
+        print(f"epoch {epoch + 1}/{total}  {shown}  ({time.perf_counter() - self._start:.1f} s)", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -91,8 +115,11 @@ def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progre
     for checkpoint in (best, last):
         checkpoint.FILE_EXTENSION = ".safetensors"
     all_callbacks: list[L.Callback] = [best, last, *(callbacks or [])]
-    if progress:
+    bar = progress and sys.stderr.isatty()
+    if bar:
         all_callbacks.append(TQDMProgressBar(leave=False))
+    elif progress:
+        all_callbacks.append(EpochLines())
     if t.early_stopping_patience > 0:
         all_callbacks.append(EarlyStopping(monitor=name, mode=mode, patience=t.early_stopping_patience))
     with warnings.catch_warnings():
@@ -108,7 +135,7 @@ def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progre
             callbacks=all_callbacks,
             logger=CSVLogger(run_dir, name="logs", version=""),
             plugins=[SafetensorsCheckpointIO()],
-            enable_progress_bar=progress,
+            enable_progress_bar=bar,
             enable_model_summary=False,
             deterministic=t.deterministic,
             log_every_n_steps=1,

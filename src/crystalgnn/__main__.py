@@ -1,0 +1,7 @@
+"""``python -m crystalgnn``: the ``crystalgnn`` command."""
+
+import sys
+
+from crystalgnn.cli import main
+
+sys.exit(main())
