@@ -371,3 +371,19 @@ def test_the_learning_curve_puts_the_validation_error_on_a_log_axis(tmp_path, mo
     monkeypatch.setattr(plots.plt, "close", figures.append)
     plots.learning_curve_plot(log, tmp_path / "curve.png")
     assert [ax.get_yscale() for ax in figures[0].axes] == ["log", "log"]
+
+
+# --------------------------------------------------------------------------------------- 9. loggers
+@pytest.mark.parametrize("logger", ["tensorboard", "mlflow"])
+def test_a_second_logger_beside_the_csv_log(elasticity_slice, tmp_path, logger):
+    run = tmp_path / "run"
+    assert cli.main(["train", str(elasticity_slice), "-t", "1", "--transform", "log10", "--run-dir", str(run), "--epochs", "2",
+                     "--batch-size", "16", "--atom-fea-len", "8", "--n-conv", "1", "--h-fea-len", "8", "--workers", "1",
+                     "--threads", "1", "--quiet", "--logger", logger]) == 0
+    assert (run / "logs" / "metrics.csv").exists() and (run / "learning_curve.png").exists()  # the CSV log stays
+    if logger == "tensorboard":
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    else:
+        (val_mae,) = list((run / "mlruns").glob("*/*/metrics/val_mae"))  # a local file store, no server
+        assert len(val_mae.read_text().splitlines()) == 2  # one value per epoch
+    assert json.loads((run / "config.json").read_text())["train"]["logger"] == logger

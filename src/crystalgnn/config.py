@@ -166,6 +166,12 @@ class TrainConfig:
     #: ``torch.use_deterministic_algorithms`` and Lightning's deterministic mode (also on GPUs, where
     #: scatter sums are otherwise atomic). Costs the speed of the other threads (README, Reproducibility).
     deterministic: bool = False
+    #: A logger beside the CSV log (which is always written; the learning curve reads it):
+    #: "tensorboard" (``RUN/tensorboard``, through tensorboardX) or "mlflow" (a local file store,
+    #: ``RUN/mlruns`` unless ``mlflow_uri`` names another tracking URI). Nothing reaches a network
+    #: unless ``mlflow_uri`` is a server's address.
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
+    mlflow_uri: str = ""
 
 
 #: Layout of ``config.json``. 1: before the model registry (CGCNN's settings at the top of

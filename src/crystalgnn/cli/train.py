@@ -69,6 +69,9 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--strategy", help="Lightning strategy, e.g. ddp (auto)")
     o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
     o.add_argument("--threads", type=int, help="torch CPU threads (0: all cores)")
+    o.add_argument("--logger", choices=["csv", "tensorboard", "mlflow"],
+                   help="a logger beside the CSV log: tensorboard (RUN/tensorboard) or mlflow (local store RUN/mlruns, or --mlflow-uri)")
+    o.add_argument("--mlflow-uri", help="MLflow tracking URI (default: the local file store RUN/mlruns; a server's address reaches the network)")
     o.add_argument("--deterministic", action="store_true", default=None,
                    help="bit-identical numbers from run to run on this machine: one CPU thread and deterministic algorithms "
                         "(costs the other threads' speed; see README, Reproducibility)")
@@ -109,7 +112,8 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
                       seed=args.seed, split_fractions=split_fractions(args.split), split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                       num_workers=args.num_workers, threads=args.threads, precision=args.precision, init_from=args.init_from,
-                      freeze_encoder=args.freeze_encoder, deterministic=args.deterministic),
+                      freeze_encoder=args.freeze_encoder, deterministic=args.deterministic, logger=args.logger,
+                      mlflow_uri=args.mlflow_uri),
     )
 
 

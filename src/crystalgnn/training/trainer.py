@@ -105,6 +105,24 @@ def set_threads(n: int, deterministic: bool = False) -> None:
     torch.set_num_threads(1 if deterministic else n if n > 0 else max(os.cpu_count() or 1, 1))
 
 
+def loggers(t: TrainConfig, run_dir: Path) -> list:
+    """The CSV log (always: ``RUN/logs/metrics.csv``) and the logger ``t.logger`` names."""
+    chosen: list = [CSVLogger(run_dir, name="logs", version="")]
+    if t.logger == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        chosen.append(TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False))
+    elif t.logger == "mlflow":
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        uri = t.mlflow_uri or (run_dir.resolve() / "mlruns").as_uri()
+        if uri.startswith("file:"):  # MLflow 3 asks file-store users to opt in; a local store is the point here
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no usage reports leave the machine
+        chosen.append(MLFlowLogger(experiment_name="crystalgnn", run_name=run_dir.name, tracking_uri=uri))
+    return chosen
+
+
 def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progress: bool,
                  callbacks: list[L.Callback] | None = None) -> RunTrainer:
     """Trainer for ``t``. Two checkpoints in ``run_dir/checkpoints``: ``best`` (weights of the best
@@ -133,7 +151,7 @@ def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progre
             strategy=t.strategy,
             precision=t.precision,
             callbacks=all_callbacks,
-            logger=CSVLogger(run_dir, name="logs", version=""),
+            logger=loggers(t, run_dir),
             plugins=[SafetensorsCheckpointIO()],
             enable_progress_bar=bar,
             enable_model_summary=False,
