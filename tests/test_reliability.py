@@ -387,3 +387,22 @@ def test_a_second_logger_beside_the_csv_log(elasticity_slice, tmp_path, logger):
         (val_mae,) = list((run / "mlruns").glob("*/*/metrics/val_mae"))  # a local file store, no server
         assert len(val_mae.read_text().splitlines()) == 2  # one value per epoch
     assert json.loads((run / "config.json").read_text())["train"]["logger"] == logger
+
+
+# ---------------------------------------------------------------------------- 10. default threads
+@pytest.mark.parametrize("load,expected", [(0.1, 2), (1.2, 1), (3.5, 1)])
+def test_the_default_thread_count_leaves_busy_cores_alone(monkeypatch, load, expected):
+    import os
+
+    import torch
+
+    from crystalgnn.training.trainer import set_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    try:
+        assert set_threads(0) == expected == torch.get_num_threads()
+        assert set_threads(2) == 2 and set_threads(0, deterministic=True) == 1
+    finally:
+        torch.set_num_threads(before)

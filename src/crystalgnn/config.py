@@ -151,6 +151,7 @@ class TrainConfig:
     devices: int = 1
     strategy: str = "auto"
     num_workers: int = 0
+    #: torch CPU threads; 0: the cores not busy with other processes when training starts.
     threads: int = 0
     #: Lightning precision of training: "32" or "bf16-mixed" (matrix products and activations in
     #: bfloat16 under autocast, weights and optimizer in float32; ALIGNN trained 1.3–2.4× faster on

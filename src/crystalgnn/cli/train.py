@@ -68,7 +68,7 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--devices", type=int, help="devices / processes (DDP when > 1)")
     o.add_argument("--strategy", help="Lightning strategy, e.g. ddp (auto)")
     o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
-    o.add_argument("--threads", type=int, help="torch CPU threads (0: all cores)")
+    o.add_argument("--threads", type=int, help="torch CPU threads (0, default: the cores other processes are not busy on)")
     o.add_argument("--logger", choices=["csv", "tensorboard", "mlflow"],
                    help="a logger beside the CSV log: tensorboard (RUN/tensorboard) or mlflow (local store RUN/mlruns, or --mlflow-uri)")
     o.add_argument("--mlflow-uri", help="MLflow tracking URI (default: the local file store RUN/mlruns; a server's address reaches the network)")
