@@ -102,18 +102,23 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", ".*isinstance.treespec, LeafSpec.*")
 
 
+def busy_cores(seconds: float = 0.25) -> float:
+    """How many cores other processes keep busy now: the machine's CPU use over ``seconds`` while
+    this process waits (so its own earlier work, e.g. building graphs, does not count, as it
+    would in the load average)."""
+    import psutil
+
+    return psutil.cpu_percent(interval=seconds) / 100.0 * (psutil.cpu_count() or 1)
+
+
 def free_cores() -> int:
     """Cores this process may use that other processes are not busy on: the cores it may run on
-    (CPU affinity, container limits) less the 1-minute load average, at least one."""
+    (CPU affinity, container limits) less those busy now, at least one."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
         cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - no load average
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
+    return max(1, min(cores, int(cores - busy_cores() + 0.5)))
 
 
 def set_threads(n: int, deterministic: bool = False) -> int:
