@@ -168,9 +168,11 @@ def train(
     if resume:
         saved_config(run_dir)  # a clear error before any work when there is nothing to resume
     cfg.check()
-    run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.train.deterministic and cfg.train.threads > 1:
         raise ValueError(f"a deterministic run uses one CPU thread; drop threads={cfg.train.threads} (CLI --threads) or --deterministic")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:  # a finished run's metrics.json would make a new run here look finished if it stopped early
+        (run_dir / "metrics.json").unlink(missing_ok=True)
     set_threads(cfg.train.threads, cfg.train.deterministic)
     quiet_lightning()
     cache = resolve_cache_dir(cache_dir)
