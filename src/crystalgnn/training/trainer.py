@@ -1,5 +1,6 @@
 """The Lightning ``Trainer`` of a run: checkpoints (best and last, without pickle), early stopping,
-time limit, progress bar, CSV log."""
+time limit, progress (a bar on a terminal, plain lines otherwise), the CSV log and an optional
+TensorBoard or MLflow logger, and the CPU thread count."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class EpochLines(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         epoch, total = trainer.current_epoch, int(trainer.max_epochs or 0)
         every = max(1, total // self.lines) if total > 0 else 1
-        if epoch % every and epoch + 1 != total:
+        if not trainer.is_global_zero or (epoch % every and epoch + 1 != total):
             return
         shown = "  ".join(f"{name} {float(value):.4g}" for name, value in sorted(trainer.callback_metrics.items())
                           if name.startswith(("train_", "val_")))
