@@ -16,11 +16,11 @@ from torch_geometric.data import Data
 
 from crystalgnn.config import RunConfig, TrainConfig
 from crystalgnn.errors import NonFiniteLossError
-from crystalgnn.models import ReadoutOutput, build_model
-from crystalgnn.training.objectives import Objective, make_objective
+from crystalgnn.models import build_model
+from crystalgnn.training.objectives import ModelWithObjective, Objective, make_objective
 
 
-class CrystalModule(L.LightningModule):
+class CrystalModule(ModelWithObjective, L.LightningModule):
     """``model`` (batch, extra) → ReadoutOutput, trained on ``objective`` with ``train`` settings.
 
     Logged per epoch: ``train_loss``, ``val_loss`` and the objective's validation metrics
@@ -35,17 +35,6 @@ class CrystalModule(L.LightningModule):
         self.train_cfg = train or TrainConfig()
         if self.train_cfg.freeze_encoder:
             self.freeze_encoder()
-
-    @property
-    def is_classification(self) -> bool:
-        return self.objective.is_classification
-
-    def forward(self, batch: Data) -> ReadoutOutput:
-        return self.model(batch, getattr(batch, "extra", None))
-
-    def predictions(self, out: Tensor, batch: Data) -> Tensor:
-        """Model outputs → predictions in data units (or class probabilities)."""
-        return self.objective.predict(out, batch)
 
     def training_step(self, batch: Data, batch_idx: int) -> Tensor:
         loss = self.objective.loss(self(batch).prediction, batch)

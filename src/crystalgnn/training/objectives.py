@@ -129,6 +129,25 @@ class ClassificationObjective(nn.Module):
 Objective = RegressionObjective | ClassificationObjective
 
 
+class ModelWithObjective:
+    """What the training module and the prediction-only model share: ``self.model`` (batch, extra)
+    → ReadoutOutput and ``self.objective``, which turns outputs into predictions."""
+
+    model: nn.Module
+    objective: Objective
+
+    @property
+    def is_classification(self) -> bool:
+        return self.objective.is_classification
+
+    def forward(self, batch: Data):
+        return self.model(batch, getattr(batch, "extra", None))
+
+    def predictions(self, out: Tensor, batch: Data) -> Tensor:
+        """Model outputs → predictions in data units (or class probabilities)."""
+        return self.objective.predict(out, batch)
+
+
 def normalizer_mode(pooling: str, per_atom: bool) -> NormalizerMode:
     """The normalizer a regression run uses: per-atom targets, extensive (sum pooling), or plain."""
     if per_atom:

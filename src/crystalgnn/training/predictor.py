@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
-from torch_geometric.data import Data
 
 from crystalgnn import registry, transforms
 from crystalgnn.config import RunConfig
@@ -26,14 +25,14 @@ from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_load
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import DatasetError
 from crystalgnn.io.inputs import sources_from_inputs
-from crystalgnn.models import ReadoutOutput, build_model
+from crystalgnn.models import build_model
 from crystalgnn.training.checkpoint import load_weights, upgrade_state_dict
-from crystalgnn.training.objectives import Objective, make_objective
+from crystalgnn.training.objectives import ModelWithObjective, Objective, make_objective
 
 log = logging.getLogger("crystalgnn")
 
 
-class TrainedModel(nn.Module):
+class TrainedModel(ModelWithObjective, nn.Module):
     """A model and its task objective, for prediction: the training module's weights by the same
     names (``model.*``, ``objective.*``), without Lightning (whose import alone costs a second)."""
 
@@ -41,16 +40,6 @@ class TrainedModel(nn.Module):
         super().__init__()
         self.model = model
         self.objective = objective
-
-    @property
-    def is_classification(self) -> bool:
-        return self.objective.is_classification
-
-    def forward(self, batch: Data) -> ReadoutOutput:
-        return self.model(batch, getattr(batch, "extra", None))
-
-    def predictions(self, out: Tensor, batch: Data) -> Tensor:
-        return self.objective.predict(out, batch)
 
 
 def build_trained(cfg: RunConfig, atom_table: Tensor | None = None) -> TrainedModel:

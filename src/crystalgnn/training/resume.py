@@ -136,10 +136,10 @@ def check_same_settings(saved: RunConfig, given: RunConfig, run_dir: str | Path,
                          "Resume with the saved settings (drop the flags that change them), or start a new run directory")
 
 
-def checkpoint_fingerprint(run_dir: str | Path) -> str | None:
-    """The data fingerprint stored in the run's last checkpoint."""
+def last_state(run_dir: str | Path) -> tuple[str | None, int]:
+    """The data fingerprint and the epoch stored in the run's last checkpoint (one read)."""
     checkpoint = load_checkpoint_file(last_checkpoint(run_dir))
-    return checkpoint.get("callbacks", {}).get("ResumeState", {}).get("data")
+    return checkpoint.get("callbacks", {}).get("ResumeState", {}).get("data"), int(checkpoint.get("epoch", -1))
 
 
 def read_metrics_history(metrics_csv: Path, through_epoch: int) -> list[dict[str, str]]:

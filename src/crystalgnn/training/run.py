@@ -42,9 +42,9 @@ from crystalgnn.training.predictor import Predictor
 from crystalgnn.training.resume import (
     ResumeState,
     check_same_settings,
-    checkpoint_fingerprint,
     data_fingerprint,
     last_checkpoint,
+    last_state,
     prepend_metrics_history,
     read_metrics_history,
     saved_config,
@@ -112,15 +112,15 @@ def _check_resumable(run_dir: Path, cfg: RunConfig, fingerprint: str) -> int:
     the last epoch its checkpoint holds."""
     saved = saved_config(run_dir)
     check_same_settings(saved, cfg, run_dir, ignore_targets=False)
-    if checkpoint_fingerprint(run_dir) != fingerprint:
+    saved_fingerprint, epoch = last_state(run_dir)
+    if saved_fingerprint != fingerprint:
         raise ValueError(f"--resume {run_dir}: the data or split differ from the interrupted run's (other items, ids or order); "
                          f"resume with the data it was trained on ({saved.data.source})")
-    _, meta = load_weights(last_checkpoint(run_dir))
-    return int(meta.get("epoch", -1))
+    return epoch
 
 
 def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: PreparedData, split: Split, run_dir: Path,
-                       best_path: str, trainer: L.Trainer, wall_seconds: float) -> dict[str, Any]:
+                       best_path: str, trainer: L.Trainer, report: dict[str, object], wall_seconds: float) -> dict[str, Any]:
     """Best weights → predictions, metrics, plots and ``model.safetensors``."""
     state, meta = load_weights(best_path)
     module.load_state_dict(state)
@@ -129,7 +129,7 @@ def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: Prepared
     metrics = write_outputs(prepared, split, predictions, predictor.target_names, module.is_classification, run_dir, cfg.data.transform)
     metrics["target_transform"] = cfg.data.transform
     metrics["best_epoch"] = int(meta.get("epoch", -1))
-    metrics.update(stop_report(trainer, cfg.train))
+    metrics.update(report)
     metrics["n_parameters"] = count_parameters(module.model)
     metrics["n_skipped"] = len(prepared.problems)
     metrics["world_size"] = int(trainer.world_size)
@@ -164,9 +164,8 @@ def train(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    cfg = config or (saved_config(run_dir) if resume else RunConfig())
-    if resume:
-        saved_config(run_dir)  # a clear error before any work when there is nothing to resume
+    saved = saved_config(run_dir) if resume else None  # a clear error before any work when there is nothing to resume
+    cfg = config or saved or RunConfig()
     cfg.check()
     if cfg.train.deterministic and cfg.train.threads > 1:
         raise ValueError(f"a deterministic run uses one CPU thread; drop threads={cfg.train.threads} (CLI --threads) or --deterministic")
@@ -216,6 +215,6 @@ def train(
     if not run.best.best_model_path:
         raise ValueError(f"training {STOP_REASONS[str(report['stop_reason'])]} before its first validation, so no model was "
                          "kept; allow more time (--max-minutes) or fewer crystals per epoch")
-    metrics = _write_run_outputs(module, cfg, prepared, split, run_dir, run.best.best_model_path, run.trainer,
+    metrics = _write_run_outputs(module, cfg, prepared, split, run_dir, run.best.best_model_path, run.trainer, report,
                                  wall_seconds=time.perf_counter() - started)
     return TrainResult(run_dir, metrics, len(prepared.problems))
