@@ -37,6 +37,14 @@ class GraphConfig:
 
     ``line_graph=True`` also builds ALIGNN's line graph: one node per bond, one edge per pair of
     bonds meeting at an atom (j→i, i→k), carrying the cosine of the bond angle at i.
+
+    ``max_neighbors=0`` with the radius strategy keeps every neighbour within ``cutoff`` (a
+    symmetric neighbour list: every bond has its reverse).
+
+    ``addons``: further graph add-ons to build, by name (``crystalgnn.graphs.schema``), e.g.
+    ``"ofm"`` (per-site orbital field sums) or ``"reverse_edges"`` (each bond's reverse). A run
+    adds those its atom features and its model need (:meth:`RunConfig.graph_inputs`), so this is
+    rarely set by hand. Empty adds nothing to the cache key, so caches built before it existed stay valid.
     """
 
     strategy: Literal["radius", "knn"] = "radius"
@@ -46,25 +54,48 @@ class GraphConfig:
     tie_tolerance: float = 1e-4
     line_graph: bool = False
     code_version: int = GRAPH_CODE_VERSION
+    addons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "addons", tuple(sorted(set(self.addons))))
+
+    def key_settings(self) -> dict[str, Any]:
+        """The settings that name a cache: every field, ``addons`` only when not empty (so the
+        keys of graphs built before the field existed do not change)."""
+        settings = dataclasses.asdict(self)
+        if not settings["addons"]:
+            del settings["addons"]
+        else:
+            settings["addons"] = list(settings["addons"])
+        return settings
 
     def key(self) -> str:
         """Short stable hash of every setting. The graph cache names its folders by
         :func:`crystalgnn.graphs.schema.graph_key`, which adds the enabled add-ons' versions to it
         (and is this hash when none is enabled)."""
-        return stable_hash(dataclasses.asdict(self))[:16]
+        return stable_hash(self.key_settings())[:16]
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Atom input features, shared by every model.
+    """Atom input features, shared by every model (see :mod:`crystalgnn.features.choices`).
 
-    ``atom_features="cgcnn"``: the 92-dim one-hot vector of CGCNN SM Table II, computed from
-    element data (Z 1–100), mapped to the model width by the model's input layer.
-    ``"embedding"``: a learnable vector per element (Z 1–100) of the model width.
-    How bonds are expanded is a setting of each model (CGCNN's Gaussians, ALIGNN's RBFs).
+    ``atom_features``: ``"cgcnn"`` (the 92-dim one-hot vector of CGCNN SM Table II, Z 1–100),
+    ``"embedding"`` (a learnable vector per element of the model width), ``"ofm"`` (the per-site
+    orbital field matrix, 1024 + 32 = 1056, Z 1–94), ``"cfid"`` (JARVIS's 438 CFID element
+    features, imputed and standardised on the training atoms), or several of cgcnn/ofm/cfid joined
+    by ``+`` and concatenated in that order (``"ofm+cfid"``: OCrystalNet's 1494). The model's input
+    layer maps them to its width. ``ofm_period_tag``: matminer's period tag, 39-dim orbital vectors
+    (OFM width 39² + 39 = 1560). How bonds are expanded is a setting of each model.
     """
 
-    atom_features: Literal["cgcnn", "embedding"] = "cgcnn"
+    atom_features: str = "cgcnn"
+    ofm_period_tag: bool = False
+
+    def __post_init__(self) -> None:
+        from crystalgnn.features.choices import parse_atom_features
+
+        parse_atom_features(self.atom_features)  # raises, listing the choices
 
 
 @dataclass(frozen=True)
@@ -192,6 +223,15 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     crystalgnn_version: str = "0.1.0"
     config_layout: int = CONFIG_LAYOUT
+
+    def graph_inputs(self) -> GraphConfig:
+        """The graph settings graphs are built with: :attr:`graph` plus the add-ons the atom
+        features (e.g. ``ofm``) and the model (e.g. ``reverse_edges``) need."""
+        from crystalgnn.features.choices import graph_addons_for
+
+        needed = set(self.graph.addons) | set(graph_addons_for(self.features.atom_features))
+        needed |= set(registry.get(self.model.name).needs(self.model.arch).graph_addons)
+        return dataclasses.replace(self.graph, addons=tuple(sorted(needed)))
 
     def check(self) -> None:
         """Raise ``ValueError`` for settings that cannot work together, saying what to change."""

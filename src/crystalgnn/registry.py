@@ -55,6 +55,9 @@ class InputNeeds:
     line_graph: bool = False
     #: A neighbour strategy the model is defined on ("radius", "knn"); None: any.
     graph_strategy: str | None = None
+    #: Graph add-ons the model reads (``crystalgnn.graphs.schema``), e.g. ``("reverse_edges",)``;
+    #: added to the run's graph settings by ``RunConfig.graph_inputs``.
+    graph_addons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -78,11 +78,12 @@ def radius_neighbors(structure: Structure, cutoff: float = 8.0, max_neighbors: i
     Unlike the reference, an atom with fewer than ``max_neighbors`` neighbours keeps only the real
     ones (the reference pads with atom 0 at a fake 9 Å distance). Ties at the last kept distance
     are broken by pymatgen's order, as the reference breaks them by its own search order.
+    ``max_neighbors=0`` keeps every neighbour within ``cutoff`` (a symmetric list).
     """
     nl = all_neighbors(structure, cutoff)
     _check_isolated(structure, nl, cutoff)
     order, rank = _sorted_by_centre_then_distance(nl)
-    return _take(nl, order[rank < max_neighbors])
+    return _take(nl, order if max_neighbors <= 0 else order[rank < max_neighbors])
 
 
 def knn_neighbors(

@@ -232,6 +232,10 @@ def addons() -> tuple[AddOn, ...]:
 
 
 def enabled_addons(cfg: GraphConfigLike) -> tuple[AddOn, ...]:
+    """The add-ons ``cfg`` builds; a name in ``cfg.addons`` that no add-on has raises."""
+    unknown = sorted(set(getattr(cfg, "addons", ())) - set(_ADDONS))
+    if unknown:
+        raise ValueError(f"graph add-on(s) {unknown} are not registered (registered: {sorted(_ADDONS)})")
     return tuple(a for a in _ADDONS.values() if a.enabled(cfg))
 
 
@@ -251,7 +255,7 @@ def graph_key(cfg: GraphConfigLike) -> str:
     hash of the settings alone (``GraphConfig.key()``), as before add-ons existed, so those caches
     stay valid."""
     addons = addon_key(cfg)
-    settings = dataclasses.asdict(cfg)  # type: ignore[call-overload]
+    settings = cfg.key_settings() if hasattr(cfg, "key_settings") else dataclasses.asdict(cfg)  # type: ignore[call-overload]
     return stable_hash({"graph": settings, "addons": addons} if addons else settings)[:16]
 
 
@@ -315,4 +319,50 @@ register_addon(AddOn(
     ),
     build=_build_line_graph,
     enabled=_line_graph_enabled,
+))
+
+
+# ------------------------------------------------------------------------- reverse bonds
+def reverse_edge_index(edge_index: np.ndarray, edge_images: np.ndarray) -> np.ndarray:
+    """For every bond e = (j → i through image n), the bond (i → j through image −n).
+
+    ``edge_index`` (2, E) rows (source j, target i), ``edge_images`` (E, 3). Returns (E,) int64.
+    Raises ``ValueError`` when a bond has no reverse (a neighbour list truncated per atom, e.g.
+    CGCNN's 12 nearest within the cutoff, is not symmetric) or more than one.
+    """
+    source, target = np.asarray(edge_index[0], dtype=np.int64), np.asarray(edge_index[1], dtype=np.int64)
+    images = np.asarray(edge_images, dtype=np.int64).reshape(-1, 3)
+    n = len(source)
+    forward = np.column_stack([target, source, images])  # (centre, neighbour, image) of each bond
+    backward = np.column_stack([source, target, -images])  # the same of its reverse
+    _, ids = np.unique(np.concatenate([forward, backward]), axis=0, return_inverse=True)
+    ids = ids.ravel()
+    if len(np.unique(ids[:n])) != n:
+        raise ValueError("the neighbour list holds the same bond twice; its reverse is ambiguous")
+    edge_of_id = np.full(int(ids.max()) + 1 if n else 0, -1, dtype=np.int64)
+    edge_of_id[ids[:n]] = np.arange(n)
+    reverse = edge_of_id[ids[n:]]
+    missing = reverse < 0
+    if missing.any():
+        e = int(np.flatnonzero(missing)[0])
+        raise ValueError(
+            f"{int(missing.sum())} of {n} bonds have no reverse (e.g. bond {e}: atom {source[e]} → {target[e]}, "
+            f"image {images[e].tolist()}): the neighbour list is not symmetric; use --graph-strategy knn or "
+            "--graph-strategy radius --max-neighbors 0 (every neighbour within the cutoff)")
+    return reverse
+
+
+def _build_reverse_edges(structure: Structure, arrays: Mapping[str, np.ndarray], cfg: GraphConfigLike) -> dict[str, np.ndarray]:
+    return {"reverse_edge": reverse_edge_index(arrays["edge_index"], arrays["edge_images"])}
+
+
+#: Each bond's reverse (CMPNN/OCrystalNet's bond message h(u) − h(v→u)): ``GraphConfig.addons``.
+REVERSE_EDGES = "reverse_edges"
+
+register_addon(AddOn(
+    name=REVERSE_EDGES,
+    version=1,
+    fields=(Field("reverse_edge", "edge", np.int32, batch_name="reverse_edge", batch_dtype=np.int64, index_of="edge"),),
+    build=_build_reverse_edges,
+    enabled=lambda cfg: REVERSE_EDGES in getattr(cfg, "addons", ()),
 ))
