@@ -41,6 +41,12 @@ class DatasetError(CrystalGNNError):
         super().__init__(f"{len(self.problems)} unusable item(s):\n{shown}{more}\n{hint}")
 
 
+class StructureError(ValueError):
+    """A structure cannot be turned into model inputs (an isolated atom, an element a feature
+    does not cover, a failed Voronoi tessellation); the message is the reason. Graph building
+    reports it as that item's problem instead of raising."""
+
+
 class NonFiniteLossError(CrystalGNNError):
     """Training met a loss that is NaN or infinite; names the epoch, the batch and its crystals."""
 

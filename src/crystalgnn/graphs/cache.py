@@ -30,7 +30,7 @@ from crystalgnn.structures.source import StructureSource
 
 def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
     """Parse, validate and build one graph; a string is the reason it could not be built."""
-    from crystalgnn.graphs.neighbors import IsolatedAtomError
+    from crystalgnn.errors import StructureError
     from crystalgnn.structures.parse import validate_structure
 
     structure = source.load_or_reason()
@@ -41,7 +41,7 @@ def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
         return reason
     try:
         return build_graph(structure, cfg)
-    except IsolatedAtomError as err:
+    except StructureError as err:  # an isolated atom, an uncovered element, ...
         return str(err)
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from pymatgen.core import Structure
 
+from crystalgnn.errors import StructureError
+
 
 @dataclass(frozen=True)
 class NeighborList:
@@ -35,7 +37,7 @@ class NeighborList:
         return int(self.target.shape[0])
 
 
-class IsolatedAtomError(ValueError):
+class IsolatedAtomError(StructureError):
     """An atom has no neighbour within the search radius."""
 
 

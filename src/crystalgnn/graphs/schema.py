@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from crystalgnn.config import stable_hash
+from crystalgnn.errors import StructureError
 from crystalgnn.graphs.line_graph import line_graph
 
 if TYPE_CHECKING:
@@ -338,14 +339,14 @@ def reverse_edge_index(edge_index: np.ndarray, edge_images: np.ndarray) -> np.nd
     _, ids = np.unique(np.concatenate([forward, backward]), axis=0, return_inverse=True)
     ids = ids.ravel()
     if len(np.unique(ids[:n])) != n:
-        raise ValueError("the neighbour list holds the same bond twice; its reverse is ambiguous")
+        raise StructureError("the neighbour list holds the same bond twice; its reverse is ambiguous")
     edge_of_id = np.full(int(ids.max()) + 1 if n else 0, -1, dtype=np.int64)
     edge_of_id[ids[:n]] = np.arange(n)
     reverse = edge_of_id[ids[n:]]
     missing = reverse < 0
     if missing.any():
         e = int(np.flatnonzero(missing)[0])
-        raise ValueError(
+        raise StructureError(
             f"{int(missing.sum())} of {n} bonds have no reverse (e.g. bond {e}: atom {source[e]} → {target[e]}, "
             f"image {images[e].tolist()}): the neighbour list is not symmetric; use --graph-strategy knn or "
             "--graph-strategy radius --max-neighbors 0 (every neighbour within the cutoff)")
