@@ -114,7 +114,7 @@ def train_forest(
     run_dir.mkdir(parents=True, exist_ok=True)
     cache = resolve_cache_dir(cache_dir)
     dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
-    prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
+    prepared = prepare(dataset, cfg.graph_inputs(), cfg.features, cache, workers, progress)
     if prepared.problems:
         if cfg.data.on_error == "raise":
             raise DatasetError(prepared.problems)

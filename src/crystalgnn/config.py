@@ -240,6 +240,10 @@ class RunConfig:
         if needs.line_graph and not self.graph.line_graph:
             raise ValueError(f"{name} with these settings needs line graphs: set GraphConfig(line_graph=True) (CLI: --line-graph), "
                              f"or start from defaults_for({name!r}) / --model {name}")
+        if "reverse_edges" in self.graph_inputs().addons and self.graph.strategy == "radius" and self.graph.max_neighbors > 0:
+            raise ValueError(f"{name} pairs every bond with its reverse, which a radius graph cut to the {self.graph.max_neighbors} "
+                             "nearest neighbours per atom does not have: use --max-neighbors 0 (every neighbour within the cutoff) "
+                             "or --graph-strategy knn (symmetrized)")
         if needs.graph_strategy and needs.graph_strategy != self.graph.strategy:
             raise ValueError(f"{name} is defined on the {needs.graph_strategy!r} graph, not {self.graph.strategy!r}: "
                              f"set GraphConfig(strategy={needs.graph_strategy!r}) (CLI: --graph-strategy {needs.graph_strategy}), "
@@ -290,11 +294,13 @@ def defaults_for(model: str) -> RunConfig:
 
     ``cgcnn``: radius graph (8 Å, 12 neighbours) and the defaults of :class:`TrainConfig`.
     ``alignn``: k-nearest graph (12, growing cutoff) with its line graph and the reference AdamW
-    (see ``crystalgnn.models.alignn``).
+    (see ``crystalgnn.models.alignn``). ``ocrystalnet``: the symmetrized k-nearest graph, OFM + CFID
+    atoms, Adam with the Noam schedule (see ``crystalgnn.models.ocrystalnet``).
     """
     spec = registry.get(model)
     return RunConfig(
         graph=dataclasses.replace(GraphConfig(), **spec.graph_defaults),
+        features=dataclasses.replace(FeatureConfig(), **spec.feature_defaults),
         model=ModelConfig(name=model),
         train=dataclasses.replace(TrainConfig(), **spec.train_defaults),
     )

@@ -40,6 +40,7 @@ from typing import Any
 BUILTIN_MODELS: dict[str, str] = {
     "cgcnn": "crystalgnn.models.cgcnn",
     "alignn": "crystalgnn.models.alignn",
+    "ocrystalnet": "crystalgnn.models.ocrystalnet",
 }
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -118,6 +119,7 @@ class ModelSpec:
         description: one line for ``--help``.
         needs: ``needs(settings) -> InputNeeds``.
         graph_defaults: ``GraphConfig`` fields the reference code uses (e.g. a kNN graph).
+        feature_defaults: ``FeatureConfig`` fields the paper uses (e.g. OCrystalNet's OFM + CFID atoms).
         train_defaults: ``TrainConfig`` fields the reference code trains with.
         legacy_state_keys: prefix renames applied to weights saved before the registry
             (config layout 1), e.g. ``{"model.embedding.": "model.atom_input.project."}``.
@@ -129,6 +131,7 @@ class ModelSpec:
     description: str = ""
     needs: Callable[[Any], InputNeeds] = _no_needs
     graph_defaults: Mapping[str, Any] = field(default_factory=dict)
+    feature_defaults: Mapping[str, Any] = field(default_factory=dict)
     train_defaults: Mapping[str, Any] = field(default_factory=dict)
     legacy_state_keys: Mapping[str, str] = field(default_factory=dict)
 

@@ -49,7 +49,7 @@ def run_inputs(run_dir: str | Path, data: Any = None, cache_dir: Any = "default"
         raise ValueError(f"{run_dir} does not record its data source; pass the data explicitly")
     cache = resolve_cache_dir(cache_dir)
     dataset = resolve_dataset(source, cfg.data.targets, cfg.data.transform)
-    prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
+    prepared = prepare(dataset, cfg.graph_inputs(), cfg.features, cache, workers, progress)
     names = cfg.model.descriptors or default_hybrid_descriptors()
     attach_descriptors(prepared, dataset, names, cache, workers, progress)
     return predictor, prepared, make_split(prepared, cfg), tuple(names)

@@ -32,7 +32,12 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     g.add_argument("--max-neighbors", type=int, help="neighbours per atom (12)")
     g.add_argument("--line-graph", action=argparse.BooleanOptionalAction, default=None, help="also build the line graph with bond angles (on for alignn)")
     f = tr.add_argument_group("features")
-    f.add_argument("--atom-features", choices=["cgcnn", "embedding"], help="CGCNN 92-dim one-hot (default) or a learned embedding per element")
+    f.add_argument("--atom-features", metavar="FEATURES",
+                   help="atom inputs: cgcnn (92-dim one-hot, default), embedding (learned per element), ofm (orbital field matrix "
+                        "per site, 1056), cfid (438 JARVIS element features, standardized on the training atoms), or parts joined "
+                        "by '+': ofm+cfid (OCrystalNet's 1494), cgcnn+ofm (OGCNN-style)")
+    f.add_argument("--ofm-period-tag", action="store_true", default=None,
+                   help="OFM with matminer's period tag: 39-dim orbital vectors, 39*39+39 = 1560 per site")
     m = tr.add_argument_group("model (every model)")
     m.add_argument("--task", choices=["regression", "classification"], help="classification expects integer labels 0..C-1")
     m.add_argument("--pooling", choices=["mean", "sum", "site"], help="mean (Eq. S16), sum (extensive properties), site (Eqs. S14-S15, per-site contributions)")
@@ -105,7 +110,7 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
         cfg,
         data=replace(cfg.data, targets=targets, transform=args.transform, on_error=args.on_error, per_atom=args.per_atom),
         graph=replace(cfg.graph, strategy=args.graph_strategy, cutoff=args.cutoff, max_neighbors=args.max_neighbors, line_graph=args.line_graph),
-        features=replace(cfg.features, atom_features=args.atom_features),
+        features=replace(cfg.features, atom_features=args.atom_features, ofm_period_tag=args.ofm_period_tag),
         model=replace(cfg.model, task=args.task, pooling=args.pooling, dropout=args.dropout, descriptors=descriptors, hybrid=args.hybrid, arch=arch),
         train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience, max_minutes=args.max_minutes,

@@ -7,16 +7,18 @@ registry, so it knows no model by name.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from crystalgnn import registry
-from crystalgnn.config import RunConfig
+from crystalgnn.config import FeatureConfig, RunConfig
 from crystalgnn.models.alignn import ALIGNN, ALIGNNConfig
+from crystalgnn.models.blocks import MAX_Z, AtomFeatures
 from crystalgnn.models.cgcnn import CGCNN, CGCNNConfig
 from crystalgnn.models.readout import Readout, ReadoutOutput
 
-__all__ = ["ALIGNN", "ALIGNNConfig", "CGCNN", "CGCNNConfig", "Readout", "ReadoutOutput", "build_model", "output_width"]
+__all__ = ["ALIGNN", "ALIGNNConfig", "CGCNN", "CGCNNConfig", "Readout", "ReadoutOutput", "atom_inputs", "build_model", "output_width"]
 
 
 def output_width(cfg: RunConfig) -> int:
@@ -24,18 +26,53 @@ def output_width(cfg: RunConfig) -> int:
     return cfg.model.n_classes if cfg.model.task == "classification" else cfg.model.n_targets
 
 
+def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None) -> torch.Tensor | AtomFeatures | None:
+    """What a model's :class:`~crystalgnn.models.blocks.AtomInput` is built from: ``None`` for a
+    learned embedding, CGCNN's element table for ``"cgcnn"`` (``atom_table`` when a saved model
+    already carries it), otherwise an :class:`AtomFeatures` of the chosen parts. CFID columns are
+    raw (NaN where JARVIS has its −9999 placeholder) until :meth:`AtomFeatures.fit` standardizes
+    them on the training atoms; a saved model's weights hold the fitted table."""
+    from crystalgnn.features.atom import atom_feature_table
+    from crystalgnn.features.choices import ELEMENT_PARTS, parse_atom_features
+
+    choice = parse_atom_features(features.atom_features)
+    if choice.embedding:
+        return None
+    if choice.parts == ("cgcnn",):
+        return atom_table if atom_table is not None else torch.tensor(atom_feature_table("cgcnn"))
+    tables, standardize, widths = [], [], []
+    for part in choice.parts:
+        if part == "cgcnn":
+            tables.append(atom_feature_table("cgcnn"))
+            standardize.append(np.zeros(ELEMENT_PARTS[part], dtype=bool))
+        elif part == "cfid":
+            from crystalgnn.features.cfid import cfid_missing, cfid_table
+
+            raw = cfid_table(MAX_Z).copy()
+            raw[cfid_missing(MAX_Z)] = np.nan
+            tables.append(raw)
+            standardize.append(np.ones(raw.shape[1], dtype=bool))
+        widths.append(ELEMENT_PARTS.get(part, 0))
+    orbital = None
+    if "ofm" in choice.parts:
+        from crystalgnn.features.ofm import orbital_vectors
+
+        orbital = torch.as_tensor(orbital_vectors(), dtype=torch.float32)
+        size = 39 if features.ofm_period_tag else 32
+        widths[choice.parts.index("ofm")] = size * size + size
+    element_table = torch.as_tensor(np.concatenate(tables, axis=1)) if tables else None
+    return AtomFeatures(choice.parts, tuple(widths), element_table,
+                        torch.as_tensor(np.concatenate(standardize)) if tables else None, orbital, features.ofm_period_tag)
+
+
 def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Module:
     """The model described by ``cfg`` (fresh weights).
 
-    ``atom_table``: the atom feature table when it is already at hand (a saved model carries it
-    in its weights), which skips recomputing it from element data.
+    ``atom_table``: CGCNN's atom feature table when it is already at hand (a saved model carries
+    it in its weights), which skips recomputing it from element data.
     """
-    from crystalgnn.features.atom import atom_feature_table
-
     spec = registry.get(cfg.model.name)
-    table = None
-    if cfg.features.atom_features == "cgcnn":
-        table = atom_table if atom_table is not None else torch.tensor(atom_feature_table("cgcnn"))
+    table = atom_inputs(cfg.features, atom_table)
     inputs = registry.BuildInputs(
         out_features=output_width(cfg),
         pooling=cfg.model.pooling,

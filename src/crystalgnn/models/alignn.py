@@ -177,7 +177,7 @@ class ALIGNN(nn.Module):
         pooling, per-site contributions (N, out)."""
         if len(self.alignn_layers) and getattr(batch, "line_index", None) is None:
             raise ValueError("ALIGNN needs line graphs: build the graphs with GraphConfig(line_graph=True) (the CLI does for --model alignn)")
-        x = self.atom_input(batch.z)
+        x = self.atom_input(batch.z, batch)
         e = self.edge_embedding(batch.edge_dist)
         if len(self.alignn_layers):
             t = self.angle_embedding(batch.angle_cos)

@@ -16,8 +16,9 @@ stored: 41–80 floats per edge would make the graph cache 40–80× larger.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -43,36 +44,118 @@ class MLPLayer(nn.Sequential):
 
 
 class AtomInput(nn.Module):
-    """(N,) atomic numbers → (N, width) initial atom vectors.
+    """Atoms → (N, width) initial atom vectors, from the run's atom features.
 
-    With a ``table`` (Z_max + 1, A) — e.g. CGCNN's one-hot table, row 0 unused — each atom's row
-    is mapped to ``width`` by ``project="linear"`` (CGCNN: Linear(A → F)) or ``"mlp"`` (ALIGNN:
-    Linear → norm → SiLU). The table is a buffer, so it travels with the weights and the device.
-    Without a table, a learned embedding of ``width`` per element (Z 0..``max_z``).
+    ``table`` is what :func:`crystalgnn.models.atom_inputs` makes of ``FeatureConfig``: ``None``
+    (a learned embedding of ``width`` per element, Z 0..``max_z``), a (Z_max + 1, A) element
+    table (CGCNN's one-hot; row 0 unused), or an :class:`AtomFeatures` (element-table parts such as
+    CFID, and per-site parts such as the orbital field matrix, concatenated in the order chosen).
+    The raw vector is mapped to ``width`` by ``project="linear"`` (CGCNN: Linear(A → F)) or
+    ``"mlp"`` (ALIGNN: Linear → norm → SiLU). Tables are buffers, so they travel with the weights
+    and the device.
     """
 
     def __init__(
         self,
         width: int,
-        table: Tensor | None = None,
+        table: Tensor | AtomFeatures | None = None,
         project: Literal["linear", "mlp"] = "linear",
         norm: Norm = "layer",
         max_z: int = MAX_Z,
     ) -> None:
         super().__init__()
         self.width = width
-        if table is not None:
+        self.features: AtomFeatures | None = None
+        if isinstance(table, AtomFeatures):
+            self.features = table
+            in_features = table.width
+            self.table = None
+        elif table is not None:
             self.register_buffer("table", torch.as_tensor(table, dtype=torch.float32))
             in_features = self.table.shape[1]
-            self.project: nn.Module = nn.Linear(in_features, width) if project == "linear" else MLPLayer(in_features, width, norm)
         else:
             self.table = None
-            self.project = nn.Embedding(max_z + 1, width)
+            self.project: nn.Module = nn.Embedding(max_z + 1, width)
+            return
+        self.project = nn.Linear(in_features, width) if project == "linear" else MLPLayer(in_features, width, norm)
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, batch: Any = None) -> Tensor:
+        """(N,) atomic numbers (and the batch, for per-site features) → (N, width)."""
+        if self.features is not None:
+            return self.project(self.features(z, batch))
         if self.table is not None:
             return self.project(self.table.index_select(0, z))
         return self.project(z)
+
+
+class AtomFeatures(nn.Module):
+    """The raw atom feature vector of a combined choice (``"ofm+cfid"``, ``"cgcnn+ofm"``, ...).
+
+    ``parts``: the parts in order; ``element_table``: (Z_max + 1, A_e) the element-table parts
+    side by side, in their order among ``parts`` (None when there are none); ``part_widths``: the
+    width of each part. ``standardize``: (A_e,) bool, the element-table columns that are fit on the
+    training atoms (CFID's: :meth:`fit`). ``orbital_table``: (95, 39) the orbital one-hot vectors
+    when the OFM is a part, expanded per batch from the stored per-site sums ``batch.ofm_sums``
+    (:func:`crystalgnn.features.ofm.expand_ofm` in torch): 32² + 32, or 39² + 39 with ``period_tag``.
+    """
+
+    def __init__(self, parts: tuple[str, ...], part_widths: tuple[int, ...], element_table: Tensor | None,
+                 standardize: Tensor | None = None, orbital_table: Tensor | None = None, period_tag: bool = False) -> None:
+        super().__init__()
+        self.parts = tuple(parts)
+        self.part_widths = tuple(int(w) for w in part_widths)
+        self.width = sum(self.part_widths)
+        self.period_tag = period_tag
+        #: Elements of the training atoms whose missing values :meth:`fit` imputed.
+        self.imputed: list[tuple[str, int, int, int]] = []
+        self.register_buffer("element_table", None if element_table is None else torch.as_tensor(element_table, dtype=torch.float32))
+        self.register_buffer("orbital_table", None if orbital_table is None else torch.as_tensor(orbital_table, dtype=torch.float32))
+        if standardize is not None and bool(torch.as_tensor(standardize).any()):
+            self.register_buffer("standardize", torch.as_tensor(standardize, dtype=torch.bool))
+            # 0 until fit: a model whose standardized columns were never fit refuses to run
+            self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        else:
+            self.standardize = None
+            self.fitted = None
+
+    def fit(self, atom_counts: np.ndarray) -> list[tuple[str, int, int, int]]:
+        """Standardize the ``standardize`` columns of the element table on the training atoms
+        (``atom_counts[z]``: atoms of element z in the training crystals), imputing missing values
+        (NaN) with the training mean (0 after standardization). Returns the imputed elements
+        present in the training atoms: (symbol, Z, missing columns, atoms)."""
+        from crystalgnn.features.cfid import cfid_table, fit_cfid_standardizer, imputed_elements
+
+        if self.standardize is None:
+            return []
+        counts = np.zeros(self.element_table.shape[0])
+        given = np.asarray(atom_counts, dtype=np.float64)[: len(counts)]
+        counts[: len(given)] = given
+        columns = self.standardize.cpu().numpy()
+        table = self.element_table.cpu().double().numpy()
+        max_z = len(counts) - 1
+        table[:, columns] = fit_cfid_standardizer(counts).apply(cfid_table(max_z))
+        self.element_table.copy_(torch.as_tensor(table, dtype=torch.float32))
+        self.fitted.fill_(True)
+        self.imputed = imputed_elements(counts)
+        return self.imputed
+
+    def forward(self, z: Tensor, batch: Any) -> Tensor:
+        if self.fitted is not None and not bool(self.fitted):
+            raise RuntimeError("the atom features' standardized columns (CFID) were never fit on training atoms (AtomFeatures.fit)")
+        element_rows = None if self.element_table is None else self.element_table.index_select(0, z)
+        pieces, column = [], 0
+        for part, width in zip(self.parts, self.part_widths):
+            if part == "ofm":
+                if batch is None or getattr(batch, "ofm_sums", None) is None:
+                    raise ValueError("OFM atom features need the graphs' per-site orbital sums (graph add-on 'ofm')")
+                size = 39 if self.period_tag else 32
+                orbitals = self.orbital_table.index_select(0, z)[:, :size]
+                sums = batch.ofm_sums[:, :size]
+                pieces.append(torch.cat([(sums.unsqueeze(2) * orbitals.unsqueeze(1)).flatten(1), orbitals], dim=1))
+            else:
+                pieces.append(element_rows[:, column : column + width])
+                column += width
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
 
 
 class GaussianExpansion(nn.Module):

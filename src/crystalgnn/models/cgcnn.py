@@ -144,7 +144,7 @@ class CGCNN(nn.Module):
         """``batch`` from :meth:`GraphStore.collate`: z (N,), edge_index (2, E), edge_dist (E,),
         batch (N,), num_graphs. Returns predictions (B, out), crystal embeddings (B, F) and, with
         site pooling, per-site contributions (N, out)."""
-        x = self.atom_input(batch.z)
+        x = self.atom_input(batch.z, batch)
         edge_attr = self.expansion(batch.edge_dist)
         for conv in self.convs:
             x = conv(x, batch.edge_index, edge_attr)

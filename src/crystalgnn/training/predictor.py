@@ -107,7 +107,7 @@ class Predictor:
         """Build graphs for ``inputs`` with the training settings."""
         dataset = inputs if isinstance(inputs, CrystalDataset) else sources_from_inputs(inputs, ids)
         workers = 1 if len(dataset) < 256 else 0
-        data = prepare(dataset, self.cfg.graph, self.cfg.features, cache_dir, workers=workers, progress=progress)
+        data = prepare(dataset, self.cfg.graph_inputs(), self.cfg.features, cache_dir, workers=workers, progress=progress)
         if data.problems and on_error == "raise":
             raise DatasetError(data.problems, hint=(
                 "Fix these inputs, or pass on_error='skip' (CLI: --on-error skip): each unusable input then gets a row "

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 
 from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, finalize_config, make_loader, prepare
@@ -31,6 +32,7 @@ from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, make_split
 from crystalgnn.errors import DatasetError, NonFiniteLossError, write_problems
 from crystalgnn.io.resolve import resolve_dataset
+from crystalgnn.models.blocks import MAX_Z, AtomFeatures
 from crystalgnn.paths import resolve_cache_dir
 from crystalgnn.reports.outputs import TrainResult, write_metrics, write_outputs
 from crystalgnn.reports.plots import learning_curve_plot
@@ -69,7 +71,7 @@ def _train_representation_first(dataset: CrystalDataset, run_dir: Path, cfg: Run
 
 def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache: Any, workers: int, progress: bool) -> PreparedData:
     """Graphs (and descriptors) of every usable item; every unusable one named, before training."""
-    prepared = prepare(dataset, cfg.graph, cfg.features, cache, workers, progress)
+    prepared = prepare(dataset, cfg.graph_inputs(), cfg.features, cache, workers, progress)
     if prepared.problems:
         if cfg.data.on_error == "raise":
             raise DatasetError(prepared.problems)
@@ -99,12 +101,39 @@ def _initial_module(cfg: RunConfig, prepared: PreparedData, split: Split) -> Cry
         mode = normalizer_mode(cfg.model.pooling, cfg.data.per_atom)
         mean, std = TargetNormalizer.statistics(prepared.targets[split["train"]], prepared.store.num_atoms[split["train"]], mode)
     module = build_module(cfg, mean, std)
+    fit_atom_features(module, prepared, split["train"])
     if prepared.extra is not None:
         module.model.readout.set_extra_statistics(*descriptor_statistics(prepared.extra[split["train"]]))
     if cfg.train.init_from:
         copied = initialize_from(module, cfg.train.init_from, skip_readout=cfg.train.freeze_encoder)
         log.info("initialized %d tensors from %s", len(copied), cfg.train.init_from)
     return module
+
+
+def fit_atom_features(module: CrystalModule, prepared: PreparedData, train_rows: np.ndarray) -> list[tuple[str, int, int, int]]:
+    """Fit the atom features that learn statistics from the training atoms (CFID's
+    standardization); returns the elements whose missing values were imputed (see
+    :meth:`crystalgnn.models.blocks.AtomFeatures.fit`)."""
+    parts = [m for m in module.model.modules() if isinstance(m, AtomFeatures)]
+    if not parts:
+        return []
+    store = prepared.store
+    atoms_of_train = np.repeat(np.isin(np.arange(len(store)), train_rows), store.num_atoms)
+    counts = np.bincount(store.atomic_numbers[atoms_of_train].astype(np.int64), minlength=MAX_Z + 1)
+    imputed: list[tuple[str, int, int, int]] = []
+    for features in parts:
+        imputed += features.fit(counts)
+    return imputed
+
+
+def write_imputed_elements(imputed: list[tuple[str, int, int, int]], path: Path) -> None:
+    """``imputed_elements.csv``: the training elements whose CFID values were imputed."""
+    import pandas as pd
+
+    frame = pd.DataFrame(imputed, columns=["element", "Z", "imputed_columns", "training_atoms"]).drop_duplicates()
+    frame.to_csv(path, index=False)
+    log.warning("CFID: %d element(s) of the training atoms have missing values, imputed with the training mean (%s); see %s",
+                len(frame), ", ".join(frame["element"]), path)
 
 
 def _check_resumable(run_dir: Path, cfg: RunConfig, fingerprint: str) -> int:
@@ -190,6 +219,9 @@ def train(
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = _initial_module(cfg, prepared, split)
+    imputed = [e for m in module.model.modules() if isinstance(m, AtomFeatures) for e in m.imputed]
+    if imputed:
+        write_imputed_elements(imputed, run_dir / "imputed_elements.csv")
     t = cfg.train
     train_loader = make_loader(prepared, split["train"], t.batch_size, shuffle=True, num_workers=t.num_workers)
     val_loader = make_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
