@@ -150,3 +150,71 @@ def test_standardizer_validates():
         fit_cfid_standardizer(-np.ones(101))
     s = CFIDStandardizer(mean=np.zeros(CFID_WIDTH), std=np.ones(CFID_WIDTH))
     assert not s.mean.flags.writeable
+
+
+# ----------------------------------------------------------------------------------------------
+# Noam learning-rate schedule (TrainConfig.scheduler = "noam")
+# ----------------------------------------------------------------------------------------------
+
+
+def _noam_rates(train, steps: int, epochs: int) -> list[float]:
+    from types import SimpleNamespace
+
+    from crystalgnn.config import ModelConfig, RunConfig
+    from crystalgnn.models.cgcnn import CGCNNConfig
+    from crystalgnn.training.module import build_module
+
+    cfg = RunConfig(model=ModelConfig(arch=CGCNNConfig(atom_fea_len=4, n_conv=1, h_fea_len=4)), train=train)
+    module = build_module(cfg)
+    # configure_optimizers only asks the trainer for the step count and the epochs.
+    module.trainer = SimpleNamespace(estimated_stepping_batches=steps, max_epochs=epochs)
+    conf = module.configure_optimizers()
+    assert conf["lr_scheduler"]["interval"] == "step"
+    optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_noam_schedule_warms_up_then_decays_to_final():
+    from crystalgnn.config import TrainConfig
+
+    train = TrainConfig(epochs=10, lr=3e-4, optimizer="adam", scheduler="noam")  # OCrystalNet: 1e-4 -> 3e-4 -> 1e-5
+    assert (train.noam_warmup_epochs, train.noam_initial_lr, train.noam_final_lr) == (2.0, 1e-4, 1e-5)
+    rates = np.array(_noam_rates(train, steps=70, epochs=10))  # 7 steps per epoch: warm-up ends at step 14
+    warmup = 14
+    assert rates[0] == pytest.approx(1e-4, rel=1e-12)
+    assert rates[warmup] == pytest.approx(3e-4, rel=1e-12)
+    assert rates[-1] == pytest.approx(1e-5, rel=1e-12)
+    assert np.all(np.diff(rates[: warmup + 1]) > 0) and np.all(np.diff(rates[warmup:]) < 0)
+    np.testing.assert_allclose(np.diff(rates[: warmup + 1]), (3e-4 - 1e-4) / warmup, rtol=1e-9)  # linear
+    ratios = rates[warmup + 1:] / rates[warmup:-1]
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-9)  # exponential
+
+
+def test_noam_schedule_other_settings_and_checks():
+    from crystalgnn.config import TrainConfig
+
+    train = TrainConfig(epochs=4, lr=1e-3, scheduler="noam", noam_warmup_epochs=0.5, noam_initial_lr=1e-5, noam_final_lr=1e-6)
+    rates = _noam_rates(train, steps=40, epochs=4)  # warm-up of 5 steps
+    assert rates[0] == pytest.approx(1e-5, rel=1e-12) and rates[5] == pytest.approx(1e-3, rel=1e-12)
+    assert rates[-1] == pytest.approx(1e-6, rel=1e-12)
+    # Warm-up longer than the run: linear the whole way, no decay.
+    rates = _noam_rates(TrainConfig(epochs=1, lr=1e-3, scheduler="noam"), steps=5, epochs=1)
+    assert np.all(np.diff(rates) > 0) and rates[-1] == pytest.approx(1e-3, rel=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        TrainConfig(scheduler="noam", noam_final_lr=0.0)
+
+
+def test_noam_flags_reach_the_config():
+    from crystalgnn import cli
+
+    args = cli.build_parser("train").parse_args(["train", "data", "--run-dir", "r", "--scheduler", "noam", "--noam-warmup-epochs", "3",
+                              "--noam-initial-lr", "2e-4", "--noam-final-lr", "2e-6"])
+    from crystalgnn.cli.train import config_from_args
+
+    t = config_from_args(args).train
+    assert (t.scheduler, t.noam_warmup_epochs, t.noam_initial_lr, t.noam_final_lr) == ("noam", 3.0, 2e-4, 2e-6)
