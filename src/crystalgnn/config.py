@@ -166,9 +166,16 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    scheduler: Literal["cosine", "onecycle", "multistep", "none"] = "onecycle"
+    #: Learning-rate schedule: one-cycle (peak ``lr`` at 30 %), cosine, multistep (``milestones``,
+    #: ``gamma``), none, or noam (chemprop's NoamLR, as CMPNN and OCrystalNet train: per step,
+    #: linear warm-up from ``noam_initial_lr`` to ``lr`` over ``noam_warmup_epochs`` epochs, then
+    #: exponential decay reaching ``noam_final_lr`` at the last step).
+    scheduler: Literal["cosine", "onecycle", "multistep", "none", "noam"] = "onecycle"
     milestones: tuple[int, ...] = (100,)
     gamma: float = 0.1
+    noam_warmup_epochs: float = 2.0
+    noam_initial_lr: float = 1e-4
+    noam_final_lr: float = 1e-5
     early_stopping_patience: int = 0
     max_minutes: float = 0.0
     normalize_targets: bool = True
@@ -204,6 +211,14 @@ class TrainConfig:
     #: unless ``mlflow_uri`` is a server's address.
     logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
     mlflow_uri: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scheduler == "noam":
+            if not (self.lr > 0 and self.noam_initial_lr > 0 and self.noam_final_lr > 0):
+                raise ValueError(f"noam schedule: lr ({self.lr}), noam_initial_lr ({self.noam_initial_lr}) and "
+                                 f"noam_final_lr ({self.noam_final_lr}) must be positive")
+            if not self.noam_warmup_epochs >= 0:
+                raise ValueError(f"noam_warmup_epochs must be >= 0, got {self.noam_warmup_epochs}")
 
 
 #: Layout of ``config.json``. 1: before the model registry (CGCNN's settings at the top of

@@ -60,7 +60,11 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="(adamw)")
     o.add_argument("--lr", type=float, help="peak learning rate (CGCNN 3e-3, ALIGNN 1e-2)")
     o.add_argument("--weight-decay", type=float, help="(CGCNN 0, ALIGNN 1e-5)")
-    o.add_argument("--scheduler", choices=["onecycle", "cosine", "multistep", "none"], help="learning-rate schedule (onecycle)")
+    o.add_argument("--scheduler", choices=["onecycle", "cosine", "multistep", "none", "noam"],
+                   help="learning-rate schedule (onecycle); noam: chemprop's NoamLR (CMPNN, OCrystalNet), linear warm-up to --lr, then exponential decay")
+    o.add_argument("--noam-warmup-epochs", type=float, help="noam: epochs of linear warm-up (2.0)")
+    o.add_argument("--noam-initial-lr", type=float, help="noam: learning rate at the first step (1e-4)")
+    o.add_argument("--noam-final-lr", type=float, help="noam: learning rate at the last step (1e-5)")
     o.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
     o.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0: no limit); the best epoch so far is kept")
     o.add_argument("--seed", type=int, help="seed of the split and the training (123)")
@@ -113,7 +117,9 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
         features=replace(cfg.features, atom_features=args.atom_features, ofm_period_tag=args.ofm_period_tag),
         model=replace(cfg.model, task=args.task, pooling=args.pooling, dropout=args.dropout, descriptors=descriptors, hybrid=args.hybrid, arch=arch),
         train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                      weight_decay=args.weight_decay, scheduler=args.scheduler, early_stopping_patience=args.patience, max_minutes=args.max_minutes,
+                      weight_decay=args.weight_decay, scheduler=args.scheduler,
+                      noam_warmup_epochs=args.noam_warmup_epochs, noam_initial_lr=args.noam_initial_lr, noam_final_lr=args.noam_final_lr,
+                      early_stopping_patience=args.patience, max_minutes=args.max_minutes,
                       seed=args.seed, split_fractions=split_fractions(args.split), split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                       num_workers=args.num_workers, threads=args.threads, precision=args.precision, init_from=args.init_from,

@@ -85,6 +85,23 @@ class CrystalModule(ModelWithObjective, L.LightningModule):
         steps = int(self.trainer.estimated_stepping_batches)
         if t.scheduler == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+        elif t.scheduler == "noam":
+            # chemprop's NoamLR (CMPNN, OCrystalNet): linear warm-up from noam_initial_lr to lr over
+            # noam_warmup_epochs, then exponential decay reaching noam_final_lr at the last step taken
+            # (chemprop reaches it one step later, after training ends). Step s's rate, s = 0..last.
+            per_epoch = steps / max(int(self.trainer.max_epochs or 1), 1)
+            last = max(steps - 1, 0)
+            warmup = min(int(round(t.noam_warmup_epochs * per_epoch)), last)
+            peak, initial, final = t.lr, t.noam_initial_lr, t.noam_final_lr
+
+            def noam_factor(step: int) -> float:  # multiplies the optimizer's lr (the peak)
+                if step < warmup:
+                    return (initial + (peak - initial) * step / warmup) / peak
+                if step >= last:
+                    return final / peak if last > warmup else 1.0
+                return (final / peak) ** ((step - warmup) / (last - warmup))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, noam_factor)
         else:
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=t.lr, total_steps=max(steps, 1), pct_start=0.3)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
