@@ -15,6 +15,7 @@ from torch_geometric.data import Data
 
 from crystalgnn.config import FeatureConfig, GraphConfig, RunConfig
 from crystalgnn.data.records import CrystalDataset
+from crystalgnn.descriptors.bank import DescriptorSettings
 from crystalgnn.errors import Problem
 from crystalgnn.features.atom import SUPPORTED_MAX_Z
 from crystalgnn.graphs.cache import build_graphs
@@ -67,9 +68,17 @@ def prepare(
     cache_dir: str | Path | None = None,
     workers: int = 0,
     progress: bool = True,
+    descriptors: DescriptorSettings | None = None,
 ) -> PreparedData:
-    """Build (or load cached) graphs for every item and drop, with a reason, what cannot be used."""
-    store, ok, problems = build_graphs(dataset.ids, dataset.sources, graph_cfg, cache_dir, workers, progress)
+    """Build (or load cached) graphs for every item and drop, with a reason, what cannot be used.
+
+    ``descriptors``: compute the descriptors of every structure whose graph is built, in the same
+    pass (one Voronoi tessellation per structure for both), into the descriptor cache under
+    ``cache_dir`` (:func:`crystalgnn.graphs.cache.build_graphs`), so that :func:`attach_descriptors`
+    with the same ``cache_dir`` only reads them.
+    """
+    store, ok, problems = build_graphs(dataset.ids, dataset.sources, graph_cfg, cache_dir, workers, progress,
+                                       describe=descriptors)
     kept_rows = np.flatnonzero(ok)
     kept_ids = [dataset.ids[i] for i in kept_rows]
     element_problems = unsupported_element_problems(kept_ids, store)

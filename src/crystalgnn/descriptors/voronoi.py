@@ -31,7 +31,10 @@ normalised weight: :meth:`VoronoiFacets.neighbors`.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain
 
@@ -252,7 +255,50 @@ def periodic_voronoi(
     return VoronoiFacets(n_sites=n, ptr=ptr, cutoff=cutoff, max_vertex_dist=rho, **facets)
 
 
+#: How many tessellations the in-process memo of :func:`structure_voronoi` keeps (the most recent).
+MEMO_SIZE = 4
+_memo: OrderedDict[bytes, VoronoiFacets] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _memo_key(matrix: np.ndarray, cart: np.ndarray, initial_cutoff: float | None, max_cutoff: float) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(matrix, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(cart, dtype=np.float64).tobytes())
+    h.update(repr((None if initial_cutoff is None else float(initial_cutoff), float(max_cutoff))).encode())
+    return h.digest()
+
+
+def clear_voronoi_memo() -> None:
+    """Forget the memoised tessellations of :func:`structure_voronoi`."""
+    with _memo_lock:
+        _memo.clear()
+
+
 def structure_voronoi(structure, initial_cutoff: float | None = None, max_cutoff: float = 60.0) -> VoronoiFacets:
-    """:func:`periodic_voronoi` of a pymatgen ``Structure``."""
-    return periodic_voronoi(structure.lattice.matrix, structure.cart_coords, structure.frac_coords,
-                            initial_cutoff=initial_cutoff, max_cutoff=max_cutoff)
+    """:func:`periodic_voronoi` of a pymatgen ``Structure``, memoised in-process.
+
+    The last :data:`MEMO_SIZE` results are kept, keyed by a hash of the lattice matrix, the
+    Cartesian coordinates and the cutoffs, so the descriptor bank and the OFM sums
+    (:mod:`crystalgnn.descriptors.ofm`) of one structure, computed one after the other (graph
+    building with descriptors), share one tessellation. The arrays of a memoised result are
+    read-only. Failures are not memoised.
+    """
+    matrix = structure.lattice.matrix
+    cart = structure.cart_coords
+    key = _memo_key(matrix, cart, initial_cutoff, max_cutoff)
+    with _memo_lock:
+        found = _memo.get(key)
+        if found is not None:
+            _memo.move_to_end(key)
+            return found
+    facets = periodic_voronoi(matrix, cart, structure.frac_coords, initial_cutoff=initial_cutoff, max_cutoff=max_cutoff)
+    for value in vars(facets).values():
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
+    with _memo_lock:
+        _memo[key] = facets
+        _memo.move_to_end(key)
+        while len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    return facets

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from crystalgnn.config import GraphConfig
+from crystalgnn.descriptors.bank import DescriptorSettings
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
 from crystalgnn.graphs.schema import addon_key, graph_key, parts_for
@@ -28,21 +29,60 @@ from crystalgnn.paths import UNREADABLE, folder_lock, set_aside, write_settings
 from crystalgnn.structures.source import StructureSource
 
 
-def build_one(source: StructureSource, cfg: GraphConfig) -> CrystalGraph | str:
-    """Parse, validate and build one graph; a string is the reason it could not be built."""
+def build_one(source: StructureSource, cfg: GraphConfig, describe: DescriptorSettings | None = None):
+    """Parse, validate and build one graph; a string is the reason it could not be built.
+
+    With ``describe``, returns ``(graph or reason, descriptors)``: the structure's descriptor row
+    as :func:`crystalgnn.descriptors.compute.describe_one` gives it (``(values, reasons)``, or a
+    string when the structure could not be read), computed right after the graph so that both
+    share the memoised Voronoi tessellation (:func:`crystalgnn.descriptors.voronoi.structure_voronoi`).
+    """
     from crystalgnn.errors import StructureError
     from crystalgnn.structures.parse import validate_structure
 
     structure = source.load_or_reason()
     if isinstance(structure, str):
-        return structure
-    reason = validate_structure(structure)
-    if reason:
-        return reason
-    try:
-        return build_graph(structure, cfg)
-    except StructureError as err:  # an isolated atom, an uncovered element, ...
-        return str(err)
+        return structure if describe is None else (structure, structure)
+    graph: CrystalGraph | str | None = validate_structure(structure) or None
+    if graph is None:
+        try:
+            graph = build_graph(structure, cfg)
+        except StructureError as err:  # an isolated atom, an uncovered element, ...
+            graph = str(err)
+    if describe is None:
+        return graph
+    return graph, _describe_loaded(structure, describe)
+
+
+def _describe_loaded(structure, settings: DescriptorSettings) -> tuple[np.ndarray, np.ndarray] | str:
+    """``describe_one`` of a structure already loaded."""
+    from crystalgnn.descriptors.bank import DESCRIPTOR_NAMES, structure_descriptors
+
+    if structure is None or len(structure) == 0:
+        return "no atoms in the structure"
+    values, reasons = structure_descriptors(structure, settings)
+    return values, np.array([reasons.get(name, "") for name in DESCRIPTOR_NAMES], dtype=str)
+
+
+def _cache_descriptors(settings: DescriptorSettings, cache_dir: str | Path | None, keys: Sequence[str],
+                       described: Sequence[tuple[np.ndarray, np.ndarray] | str]) -> None:
+    """Write the descriptor rows computed during graph building into the descriptor cache
+    (those not cached yet; unreadable structures are never cached, as in ``compute_descriptors``)."""
+    from crystalgnn.descriptors.bank import DESCRIPTOR_NAMES
+    from crystalgnn.descriptors.cache import DescriptorCache
+    from crystalgnn.paths import resolve_cache_dir
+
+    cache = DescriptorCache(settings, resolve_cache_dir(cache_dir))
+    rows = [i for i, d in enumerate(described) if not isinstance(d, str)]
+    if cache.folder is None or not rows:
+        return
+    with folder_lock(cache.folder, "the descriptor cache"):
+        d = len(DESCRIPTOR_NAMES)
+        hit = cache.lookup([keys[i] for i in rows], np.full((len(rows), d), np.nan), np.full((len(rows), d), "", dtype=object))
+        new = [r for r, h in zip(rows, hit) if not h]
+        if new:
+            cache.add([keys[i] for i in new], np.stack([described[i][0] for i in new]),
+                      np.stack([described[i][1] for i in new]))
 
 
 @dataclass
@@ -139,6 +179,7 @@ def build_graphs(
     workers: int = 0,
     progress: bool = True,
     chunk_size: int = 32,
+    describe: DescriptorSettings | None = None,
 ) -> tuple[GraphStore, np.ndarray, list[Problem]]:
     """Graphs for ``sources``, from the cache where possible, built in parallel otherwise.
 
@@ -147,6 +188,12 @@ def build_graphs(
     ``workers=0`` uses every core (``os.cpu_count()``); 1 builds in this process.
     Two processes filling the same cache folder take turns (:func:`crystalgnn.paths.folder_lock`):
     the second waits, then reads what the first built instead of building it again.
+
+    ``describe``: also compute the descriptors (:mod:`crystalgnn.descriptors`) of every structure
+    whose graph is built here, in the same worker call right after its graph (sharing its Voronoi
+    tessellation), and write them into the descriptor cache under ``cache_dir``, where a later
+    ``compute_descriptors(..., settings=describe, cache_dir=cache_dir)`` finds them. Structures
+    whose graph was cached are not described here.
     """
     cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None)
     keys = [s.key for s in sources]
@@ -155,7 +202,13 @@ def build_graphs(
         missing = np.flatnonzero(~hit)
         built: list[CrystalGraph | str] = []
         if len(missing):
-            built = map_items(build_one, [sources[i] for i in missing], (cfg,), workers, chunk_size, "building graphs", progress)
+            todo = [sources[i] for i in missing]
+            if describe is None:
+                built = map_items(build_one, todo, (cfg,), workers, chunk_size, "building graphs", progress)
+            else:
+                pairs = map_items(build_one, todo, (cfg, describe), workers, chunk_size, "building graphs", progress)
+                built = [graph for graph, _ in pairs]
+                _cache_descriptors(describe, cache_dir, [keys[i] for i in missing], [d for _, d in pairs])
         fresh, new_rows, problems = _collect(cfg, ids, keys, missing, built)
         cache.add(fresh)
 

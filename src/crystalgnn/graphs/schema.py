@@ -367,3 +367,28 @@ register_addon(AddOn(
     build=_build_reverse_edges,
     enabled=lambda cfg: REVERSE_EDGES in getattr(cfg, "addons", ()),
 ))
+
+
+# ------------------------------------------------------------------------- orbital field matrix
+def _build_ofm(structure: Structure, arrays: Mapping[str, np.ndarray], cfg: GraphConfigLike) -> dict[str, np.ndarray]:
+    from crystalgnn.descriptors.ofm import orbital_field_sums
+
+    return {"ofm_sums": orbital_field_sums(structure)}
+
+
+#: OCrystalNet's orbital field matrix (``GraphConfig.addons``; the ``ofm`` atom-feature part): per
+#: atom the 39 neighbour sums s(c) = Σ_k (θ_k/θ_max) o(k) / (r_k · Bohr) over its Voronoi neighbours
+#: (:mod:`crystalgnn.features.ofm`, :mod:`crystalgnn.descriptors.ofm`; first 32: untagged, last 7:
+#: period tag). The per-site matrix is rank one, X^c = s(c) o(c)ᵀ, so a model expands it per batch
+#: (``crystalgnn.features.ofm.expand_ofm``: 1056, or 1560 with the period tag) instead of the graph
+#: storing 1056–1560 floats per atom. Elements beyond Z 94 or a failed tessellation make the
+#: structure that item's problem (``StructureError``).
+OFM = "ofm"
+
+register_addon(AddOn(
+    name=OFM,
+    version=1,
+    fields=(Field("ofm_sums", "node", np.float32, (39,), batch_name="ofm_sums"),),
+    build=_build_ofm,
+    enabled=lambda cfg: OFM in getattr(cfg, "addons", ()),
+))
