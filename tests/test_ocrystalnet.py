@@ -182,7 +182,7 @@ def test_train_save_load_predict_identical_with_imputation_report(elasticity_sli
     for row in rows:
         (folder / f"{row.split(',')[0]}.cif").symlink_to(elasticity_slice / f"{row.split(',')[0]}.cif")
     EUO.to(filename=str(folder / "euo.cif"))
-    (folder / "id_prop.csv").write_text("\n".join(rows + ["euo,150,60"]) + "\n")
+    (folder / "id_prop.csv").write_text("\n".join(rows + ["euo,150,60,0.3"]) + "\n")
     data = load_dataset(folder, targets=[0, 1], transform="log10")
     ids = [row.split(",")[0] for row in rows] + ["euo"]
     roles = ["val"] * 6 + ["test"] * 6 + ["train"] * (len(ids) - 12)  # EuO (Eu: CFID placeholders) trains

@@ -55,9 +55,9 @@ def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None)
         widths.append(ELEMENT_PARTS.get(part, 0))
     orbital = None
     if "ofm" in choice.parts:
-        from crystalgnn.features.ofm import orbital_vectors
+        from crystalgnn.features.ofm import orbital_one_hot_table
 
-        orbital = torch.as_tensor(orbital_vectors(), dtype=torch.float32)
+        orbital = torch.as_tensor(np.array(orbital_one_hot_table()), dtype=torch.float32)  # a writable copy
         size = 39 if features.ofm_period_tag else 32
         widths[choice.parts.index("ofm")] = size * size + size
     element_table = torch.as_tensor(np.concatenate(tables, axis=1)) if tables else None
