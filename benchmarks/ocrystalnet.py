@@ -89,7 +89,7 @@ def cell_config(study: str, cell: str, args: argparse.Namespace):
 
     model, features, arch, train = CELLS[cell]
     cfg = defaults_for(model)
-    epochs = args.speed_epochs if study == "speed" else args.epochs
+    epochs = args.speed_epochs if study == "speed" else epochs_of(args).get(cell, args.epochs)
     cfg = dataclasses.replace(
         cfg,
         data=DataConfig(transform="none" if study == "mp37k" else "log10"),
@@ -101,6 +101,13 @@ def cell_config(study: str, cell: str, args: argparse.Namespace):
     if study == "speed":  # every crystal of every epoch counts: no early stop, no validation-only effects
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, early_stopping_patience=0))
     return cfg
+
+
+def epochs_of(args: argparse.Namespace) -> dict[str, int]:
+    """``--epochs-of cell=N,...``: a schedule length per cell (so that each model's schedule ends
+    within the same minute budget: the models differ 2-4x in speed)."""
+    pairs = [p.split("=") for p in args.epochs_of.split(",") if p] if args.epochs_of else []
+    return {cell: int(n) for cell, n in pairs}
 
 
 def dataset(study: str, args: argparse.Namespace):
@@ -170,8 +177,17 @@ def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: Studies that reuse another study's finished cell of the same name (same data, split and budget).
+SHARES_CELLS_OF = {"ablation": "accuracy"}
+
+
 def _summary_path(args: argparse.Namespace, study: str, cell: str) -> Path:
-    return args.out / study / f"{cell}.json"
+    """Where the cell's summary is; the ablation's ``ocrystalnet`` cell is the accuracy study's."""
+    own = args.out / study / f"{cell}.json"
+    other = SHARES_CELLS_OF.get(study)
+    if not own.exists() and other and cell in STUDIES[other] and (args.out / other / f"{cell}.json").exists():
+        return args.out / other / f"{cell}.json"
+    return own
 
 
 def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
@@ -181,7 +197,7 @@ def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
         print(f"[{study}] {done}: finished earlier, kept")
     running: list[tuple[str, subprocess.Popen]] = []
     base = [sys.executable, __file__, "--study", study, "--epochs", str(args.epochs), "--minutes", str(args.minutes),
-            "--speed-epochs", str(args.speed_epochs), "--seed", str(args.seed), "--threads", str(args.threads),
+            "--speed-epochs", str(args.speed_epochs), "--epochs-of", args.epochs_of, "--seed", str(args.seed), "--threads", str(args.threads),
             "--out", str(args.out), "--data-cache", str(args.data_cache), "--graph-cache", str(args.graph_cache)]
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -250,6 +266,7 @@ def main() -> None:
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell in this process
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per cell (30)")
     parser.add_argument("--epochs", type=int, default=100, help="schedule length of every model (100)")
+    parser.add_argument("--epochs-of", default="", help="schedule length per cell, e.g. cgcnn=90,ocrystalnet=35 (default: --epochs)")
     parser.add_argument("--speed-epochs", type=int, default=2, help="epochs of the speed study (2)")
     parser.add_argument("--jobs", type=int, default=1, help="cells at once (1; 2 on a 2-core machine with --threads 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: the free cores)")

@@ -212,3 +212,18 @@ def test_cli_ocrystalnet_end_to_end(elasticity_slice, tmp_path, capsys):
     assert cli.main(["predict", str(run), str(elasticity_slice / "3.cif"), "-o", str(out)]) == 0
     assert np.isfinite(pd.read_csv(out)["log10_target1"].iloc[0])
     capsys.readouterr()
+
+
+def test_ofm_atoms_and_descriptors_share_one_tessellation_per_crystal(elasticity_slice, tmp_path, monkeypatch):
+    from crystalgnn.descriptors import voronoi
+
+    calls = []
+    original = voronoi.periodic_voronoi
+    monkeypatch.setattr(voronoi, "periodic_voronoi", lambda *a, **k: calls.append(1) or original(*a, **k))
+    voronoi.clear_voronoi_memo()
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    cfg = dataclasses.replace(defaults_for("cgcnn"), data=DataConfig(transform="log10"), features=FeatureConfig("cgcnn+ofm"),
+                              model=ModelConfig(descriptors=("vpa", "mean_CN_Voronoi")),
+                              train=dataclasses.replace(defaults_for("cgcnn").train, epochs=1, batch_size=32, threads=1))
+    train(data, tmp_path / "run", cfg, workers=1, progress=False)
+    assert len(calls) == len(data.ids) == 80

@@ -90,13 +90,13 @@ def test_a_model_of_the_test_file_trains_saves_loads_and_predicts(tiny_model, el
     assert pd.read_csv(out)["id"].astype(str).tolist() == ["3", "1"]
     capsys.readouterr()
     assert cli.main(["train", str(elasticity_slice), "--model", "tiny", "--hidden", "8", "--run-dir", str(tmp_path / "x")]) == 2
-    assert "--hidden is a setting of alignn, not of tiny" in capsys.readouterr().err
+    assert "--hidden is a setting of alignn and ocrystalnet, not of tiny" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--model", "alignn", "--conv", "linear"], "--conv is a setting of cgcnn, not of alignn"),
-    (["--model", "cgcnn", "--hidden", "64"], "--hidden is a setting of alignn, not of cgcnn"),
-    (["--hidden", "64"], "--hidden is a setting of alignn, not of cgcnn"),
+    (["--model", "cgcnn", "--hidden", "64"], "--hidden is a setting of alignn and ocrystalnet, not of cgcnn"),
+    (["--hidden", "64"], "--hidden is a setting of alignn and ocrystalnet, not of cgcnn"),
 ])
 def test_a_flag_of_another_model_is_an_error(elasticity_slice, tmp_path, capsys, argv, message):
     assert cli.main(["train", str(elasticity_slice), "--target", "1", "--run-dir", str(tmp_path / "run"), *argv]) == 2

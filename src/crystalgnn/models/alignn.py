@@ -48,7 +48,7 @@ from typing import Literal
 from torch import Tensor, nn
 from torch_geometric.data import Data
 
-from crystalgnn.models.blocks import MAX_Z, AtomInput, EdgeGatedConv, MLPLayer, Norm, RBFExpansion
+from crystalgnn.models.blocks import MAX_Z, AtomFeatures, AtomInput, EdgeGatedConv, MLPLayer, Norm, RBFExpansion
 from crystalgnn.models.readout import Readout, ReadoutOutput
 from crystalgnn.registry import InputNeeds, ModelSpec, keyword_builder, register
 
@@ -103,8 +103,9 @@ class ALIGNN(nn.Module):
     """Atomistic line graph neural network on the shared readout.
 
     Args:
-        atom_table: (Z_max + 1, A) input feature row per element (CGCNN's 92-dim table); ``None``
-            learns an embedding of width ``hidden_features`` per element.
+        atom_table: the atom inputs of the run's ``--atom-features`` (:func:`crystalgnn.models.atom_inputs`):
+            a (Z_max + 1, A) table per element (CGCNN's one-hot), an ``AtomFeatures`` (OFM, CFID,
+            combinations), or ``None`` to learn an embedding of width ``hidden_features`` per element.
         out_features: outputs (targets for regression, classes for classification).
         alignn_layers: ALIGNN layers (4).
         gcn_layers: edge-gated layers on the atom graph after them (4).
@@ -125,7 +126,7 @@ class ALIGNN(nn.Module):
 
     def __init__(
         self,
-        atom_table: Tensor | None,
+        atom_table: Tensor | AtomFeatures | None,
         out_features: int = 1,
         alignn_layers: int = 4,
         gcn_layers: int = 4,

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch_geometric.data import Data
 from torch_geometric.utils import scatter
 
-from crystalgnn.models.blocks import MAX_Z, AtomInput, GaussianExpansion
+from crystalgnn.models.blocks import MAX_Z, AtomFeatures, AtomInput, GaussianExpansion
 from crystalgnn.models.readout import Readout, ReadoutOutput
 from crystalgnn.registry import ModelSpec, keyword_builder, register
 
@@ -98,8 +98,9 @@ class CGCNN(nn.Module):
     """Crystal graph convolutional network.
 
     Args:
-        atom_table: (Z_max + 1, A) input feature row per element (row 0 unused), e.g. the CGCNN
-            one-hot table; ``None`` learns an embedding of width ``atom_fea_len`` per element.
+        atom_table: the atom inputs of the run's ``--atom-features`` (:func:`crystalgnn.models.atom_inputs`):
+            a (Z_max + 1, A) table per element (CGCNN's one-hot), an ``AtomFeatures`` (OFM, CFID,
+            combinations), or ``None`` to learn an embedding of width ``atom_fea_len`` per element.
         out_features: outputs (targets for regression, classes for classification).
         atom_fea_len: atom vector width F (64).
         n_conv: number of convolutions R (3).
@@ -116,7 +117,7 @@ class CGCNN(nn.Module):
 
     def __init__(
         self,
-        atom_table: Tensor | None,
+        atom_table: Tensor | AtomFeatures | None,
         out_features: int = 1,
         atom_fea_len: int = 64,
         n_conv: int = 3,

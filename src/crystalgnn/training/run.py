@@ -30,6 +30,7 @@ from crystalgnn.config import RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, finalize_config, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, make_split
+from crystalgnn.descriptors.bank import DescriptorSettings
 from crystalgnn.errors import DatasetError, NonFiniteLossError, write_problems
 from crystalgnn.io.resolve import resolve_dataset
 from crystalgnn.models.blocks import MAX_Z, AtomFeatures
@@ -71,7 +72,10 @@ def _train_representation_first(dataset: CrystalDataset, run_dir: Path, cfg: Run
 
 def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache: Any, workers: int, progress: bool) -> PreparedData:
     """Graphs (and descriptors) of every usable item; every unusable one named, before training."""
-    prepared = prepare(dataset, cfg.graph_inputs(), cfg.features, cache, workers, progress)
+    graph = cfg.graph_inputs()
+    # OFM atoms and descriptors both need a structure's Voronoi tessellation: one pass makes both
+    together = DescriptorSettings() if cfg.model.descriptors and "ofm" in graph.addons and cache is not None else None
+    prepared = prepare(dataset, graph, cfg.features, cache, workers, progress, descriptors=together)
     if prepared.problems:
         if cfg.data.on_error == "raise":
             raise DatasetError(prepared.problems)
