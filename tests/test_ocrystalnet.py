@@ -227,3 +227,17 @@ def test_ofm_atoms_and_descriptors_share_one_tessellation_per_crystal(elasticity
                               train=dataclasses.replace(defaults_for("cgcnn").train, epochs=1, batch_size=32, threads=1))
     train(data, tmp_path / "run", cfg, workers=1, progress=False)
     assert len(calls) == len(data.ids) == 80
+
+
+@pytest.mark.parametrize("period_tag", [False, True])
+def test_ofm_expanded_per_batch_equals_the_numpy_expansion(period_tag):
+    from crystalgnn.features.ofm import expand_ofm
+
+    cfg = RunConfig(features=FeatureConfig("ofm", ofm_period_tag=period_tag))
+    batch = _batch([NACL, BASE], cfg)
+    features = atom_inputs(cfg.features)
+    with torch.no_grad():
+        ours = features(batch.z, batch).numpy()
+    np.testing.assert_allclose(ours, expand_ofm(batch.ofm_sums.numpy(), batch.z.numpy(), period_tag), rtol=1e-6, atol=1e-7)
+    na = int(np.flatnonzero(batch.z.numpy() == 11)[0])
+    assert np.count_nonzero(ours[na, : (39 if period_tag else 32) ** 2]) == (6 if period_tag else 2)  # Na: s1 (+ period 3) times Cl: s2, p5 (+ period 3)

@@ -10,21 +10,26 @@ per-bond or per-crystal feature is one builder plus its rows passed to :func:`re
 no edit of the store, cache or collate code. The enabled add-ons' names, versions and settings enter
 the cache key (:func:`graph_key`, which names the cache folders).
 
-A per-atom feature, with no other edit (``getattr``: a setting ``GraphConfig`` does not have yet)::
+A per-atom feature, with no other edit (``getattr``: a setting ``GraphConfig`` does not have)::
 
     from crystalgnn.graphs.schema import AddOn, Field, register_addon
 
-    def build_ofm(structure, arrays, cfg):  # arrays: atom graph (and earlier add-ons), full precision
-        return {"ofm": orbital_field_matrix(structure)}  # (N, 1056), cast to float32 on the way in
+    def build_coordination(structure, arrays, cfg):  # arrays: atom graph (and earlier add-ons), full precision
+        return {"coordination": np.bincount(arrays["edge_index"][1], minlength=len(structure))}
 
     register_addon(AddOn(
-        name="ofm", version=1, build=build_ofm,
-        fields=(Field("ofm", "node", np.float32, (1056,), batch_name="ofm"),),
-        enabled=lambda cfg: getattr(cfg, "ofm", False),
+        name="coordination", version=1, build=build_coordination,
+        fields=(Field("coordination", "node", np.int16, batch_name="coordination"),),
+        enabled=lambda cfg: "coordination" in cfg.addons,  # GraphConfig(addons=("coordination",))
     ))
 
-This module imports numpy, the config's hash and the line-graph builder only (not the structures
-or the store), so the store, the graph builder and the cache can all use it.
+Built-in add-ons: the line graph (``GraphConfig.line_graph``), each bond's reverse
+(``"reverse_edges"``) and the per-site orbital field sums of the OFM (``"ofm"``, 39 floats per atom;
+models expand them to the 1056-dim OFM per batch).
+
+This module imports numpy, the config's hash, the errors and the line-graph builder at the top (the
+OFM builder imports the Voronoi code when it runs; not the structures or the store), so the store,
+the graph builder and the cache can all use it.
 """
 
 from __future__ import annotations
@@ -382,7 +387,11 @@ def _build_ofm(structure: Structure, arrays: Mapping[str, np.ndarray], cfg: Grap
 #: period tag). The per-site matrix is rank one, X^c = s(c) o(c)ᵀ, so a model expands it per batch
 #: (``crystalgnn.features.ofm.expand_ofm``: 1056, or 1560 with the period tag) instead of the graph
 #: storing 1056–1560 floats per atom. Elements beyond Z 94 or a failed tessellation make the
-#: structure that item's problem (``StructureError``).
+#: structure that item's problem (``StructureError``). r_k is the distance to the neighbour image that
+#: shares the Voronoi facet. matminer's ``get_atom_ofms`` divides by pymatgen's minimum-image distance
+#: instead: in small cells that is a nearer image of the same site, or 0 when the neighbour is an image
+#: of the centre itself (inf/NaN entries); 385 of 500 random mp37k structures differ for that reason
+#: (``benchmarks/ofm_speed.py``). ``orbital_field_sums(distance="matminer")`` reproduces it for tests.
 OFM = "ofm"
 
 register_addon(AddOn(
