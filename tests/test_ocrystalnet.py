@@ -97,21 +97,24 @@ def test_aggregate_is_sum_times_max_with_a_zero_floor():
     torch.testing.assert_close(mean[0], torch.tensor([2.0 * 3.0, 0.0]))
 
 
-def test_forward_follows_equations_5_to_9():
-    cfg = _config("cgcnn", depth=1)
+@pytest.mark.parametrize("norm", ["none", "layer"])
+def test_forward_follows_equations_5_to_9(norm):
+    cfg = _config("cgcnn", depth=1, norm=norm)
     model = _model(cfg)
     batch = _batch([BASE], cfg)
     f = torch.nn.functional
     source, target = batch.edge_index
+    first, last = model.norms[0], model.norms[-1]
+    assert isinstance(first, torch.nn.LayerNorm if norm == "layer" else torch.nn.Identity)
     with torch.no_grad():
         h0 = f.mish(model.atom_input(batch.z, batch))
         b0 = f.mish(model.bond_input(torch.cat([h0[source], model.expansion(batch.edge_dist)], -1)))
         n = len(batch.z)
         agg = torch.stack([(b0[target == v].sum(0)) * torch.clamp(b0[target == v].max(0).values, min=0) for v in range(n)])
-        h1 = agg + h0
+        h1 = first(agg + h0)
         b1 = f.mish(b0 + model.bond_maps[0](h1[source] - b0[batch.reverse_edge]))
         agg2 = torch.stack([(b1[target == v].sum(0)) * torch.clamp(b1[target == v].max(0).values, min=0) for v in range(n)])
-        expected = model.readout(agg2 + h1, batch.batch, 1).prediction
+        expected = model.readout(last(agg2 + h1), batch.batch, 1).prediction
         torch.testing.assert_close(model(batch).prediction, expected, rtol=1e-5, atol=1e-6)
     assert model.atom_input.project.bias is None and model.bond_input.bias is None  # CMPNN's maps have no bias
 
@@ -241,3 +244,13 @@ def test_ofm_expanded_per_batch_equals_the_numpy_expansion(period_tag):
     np.testing.assert_allclose(ours, expand_ofm(batch.ofm_sums.numpy(), batch.z.numpy(), period_tag), rtol=1e-6, atol=1e-7)
     na = int(np.flatnonzero(batch.z.numpy() == 11)[0])
     assert np.count_nonzero(ours[na, : (39 if period_tag else 32) ** 2]) == (6 if period_tag else 2)  # Na: s1 (+ period 3) times Cl: s2, p5 (+ period 3)
+
+
+def test_defaults_are_the_documented_ones():
+    cfg = defaults_for("ocrystalnet")
+    a, t = cfg.model.arch, cfg.train
+    assert (a.hidden, a.depth, a.head_layers, a.aggregate, a.norm, a.gaussian_stop, a.gaussian_step) == (300, 3, 1, "sum*max", "layer", 8.0, 0.2)
+    assert (cfg.graph.strategy, cfg.graph.max_neighbors, cfg.features.atom_features) == ("knn", 12, "ofm+cfid")
+    assert (t.optimizer, t.lr, t.scheduler, t.noam_initial_lr, t.noam_final_lr, t.noam_warmup_epochs, t.batch_size, t.epochs) == \
+        ("adam", 3e-4, "noam", 1e-4, 1e-5, 2.0, 64, 100)
+    assert atom_inputs(cfg.features).width == 1494
