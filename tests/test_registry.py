@@ -97,12 +97,25 @@ def test_a_model_of_the_test_file_trains_saves_loads_and_predicts(tiny_model, el
     (["--model", "alignn", "--conv", "linear"], "--conv is a setting of cgcnn, not of alignn"),
     (["--model", "cgcnn", "--hidden", "64"], "--hidden is a setting of alignn and ocrystalnet, not of cgcnn"),
     (["--hidden", "64"], "--hidden is a setting of alignn and ocrystalnet, not of cgcnn"),
+    # a flag two models share takes the choices of both; each model accepts only its own
+    (["--model", "alignn", "--norm", "none"], "--norm none is not a choice of alignn (batch, layer)"),
 ])
 def test_a_flag_of_another_model_is_an_error(elasticity_slice, tmp_path, capsys, argv, message):
     assert cli.main(["train", str(elasticity_slice), "--target", "1", "--run-dir", str(tmp_path / "run"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_shared_flag_sets_each_models_own_field():
+    from crystalgnn.cli import build_parser
+    from crystalgnn.cli.train import config_from_args
+
+    for model, field_name, value in (("ocrystalnet", "norm", "none"), ("alignn", "norm", "batch")):
+        args = build_parser("train").parse_args(["train", "x", "--model", model, "--norm", value, "--hidden", "32"])
+        arch = config_from_args(args).model.arch
+        assert getattr(arch, field_name) == value
+        assert getattr(arch, "hidden" if model == "ocrystalnet" else "hidden_features") == 32
 
 
 def test_config_json_holds_only_the_chosen_model(tmp_path):

@@ -71,9 +71,15 @@ def model_flags() -> dict[str, ModelFlag]:
     return flags
 
 
+def _owner_field(model: str, field_name: str) -> tuple[Any, dataclasses.Field]:
+    settings = registry.get(model).settings
+    return typing.get_type_hints(settings)[field_name], next(f for f in dataclasses.fields(settings) if f.name == field_name)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """One argument group per registered model with a flag per setting; a flag shared by two
-    models (same name) appears once, in the group of the first."""
+    """One argument group per registered model with a flag per setting; a flag shared by several
+    models (same name) appears once, in the group of the first, with the choices of all of them
+    and each model's help (``arch_from_args`` then checks the value against the chosen model's)."""
     added: set[str] = set()
     flags = model_flags()
     for name in registry.names():
@@ -85,12 +91,18 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             if flag is None or flag in added:
                 continue
             added.add(flag)
-            models = flags[flag].models()
-            shared = f" [{', '.join(models)}]" if len(models) > 1 else ""
+            owners = flags[flag].owners
             kind = _argparse_type(hints[f.name])
+            text = f.metadata.get("help", "")
+            if len(owners) > 1:
+                helps = {model: _owner_field(model, field_name)[1].metadata.get("help", "") for model, field_name in owners}
+                text = "; ".join(f"{model}: {h}" for model, h in helps.items()) if len(set(helps.values())) > 1 else f"{text} [{', '.join(helps)}]"
+                if "choices" in kind:
+                    merged = dict.fromkeys(c for model, field_name in owners for c in _argparse_type(_owner_field(model, field_name)[0])["choices"])
+                    kind["choices"] = list(merged)
             if "type" in kind:
                 kind["metavar"] = flag.lstrip("-").replace("-", "_").upper()
-            group.add_argument(flag, dest=flags[flag].dest, default=None, help=f.metadata.get("help", "") + shared, **kind)
+            group.add_argument(flag, dest=flags[flag].dest, default=None, help=text, **kind)
 
 
 def arch_from_args(args: argparse.Namespace, model: str, arch: Any) -> Any:
@@ -107,6 +119,9 @@ def arch_from_args(args: argparse.Namespace, model: str, arch: Any) -> Any:
         if model not in fields:
             owners = " and ".join(flag.models())
             raise ValueError(f"{flag.flag} is a setting of {owners}, not of {model}: drop it, or use --model {flag.models()[0]}")
+        choices = _argparse_type(_owner_field(model, fields[model])[0]).get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{flag.flag} {value} is not a choice of {model} ({', '.join(map(str, choices))})")
         changes[fields[model]] = value
     return dataclasses.replace(arch, **changes)
 
