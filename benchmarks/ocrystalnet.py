@@ -98,6 +98,8 @@ def cell_config(study: str, cell: str, args: argparse.Namespace):
         train=dataclasses.replace(cfg.train, **train, epochs=epochs, max_minutes=0.0 if study == "speed" else args.minutes,
                                   seed=args.seed, threads=args.threads),
     )
+    if args.noam_warmup_epochs is not None and cfg.train.scheduler == "noam":
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, noam_warmup_epochs=args.noam_warmup_epochs))
     if study == "speed":  # every crystal of every epoch counts: no early stop, no validation-only effects
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, early_stopping_patience=0))
     return cfg
@@ -198,6 +200,7 @@ def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
     running: list[tuple[str, subprocess.Popen]] = []
     base = [sys.executable, __file__, "--study", study, "--epochs", str(args.epochs), "--minutes", str(args.minutes),
             "--speed-epochs", str(args.speed_epochs), "--epochs-of", args.epochs_of, "--seed", str(args.seed), "--threads", str(args.threads),
+            *(["--noam-warmup-epochs", str(args.noam_warmup_epochs)] if args.noam_warmup_epochs is not None else []),
             "--out", str(args.out), "--data-cache", str(args.data_cache), "--graph-cache", str(args.graph_cache)]
     while pending or running:
         while pending and len(running) < args.jobs:
@@ -267,6 +270,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget per cell (30)")
     parser.add_argument("--epochs", type=int, default=100, help="schedule length of every model (100)")
     parser.add_argument("--epochs-of", default="", help="schedule length per cell, e.g. cgcnn=90,ocrystalnet=35 (default: --epochs)")
+    parser.add_argument("--noam-warmup-epochs", type=float, help="warm-up of the Noam-scheduled cells (default: the model's, 2)")
     parser.add_argument("--speed-epochs", type=int, default=2, help="epochs of the speed study (2)")
     parser.add_argument("--jobs", type=int, default=1, help="cells at once (1; 2 on a 2-core machine with --threads 1)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per cell (0: the free cores)")
