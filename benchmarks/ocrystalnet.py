@@ -67,6 +67,7 @@ CELLS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "ocn-meanmax": ("ocrystalnet", None, {"aggregate": "mean*max", "norm": "none"}, {}),
     "ocn-meanmax-ln": ("ocrystalnet", None, {"aggregate": "mean*max", "norm": "layer"}, {}),
     "ocn-meanmax-ln-h150": ("ocrystalnet", None, {"aggregate": "mean*max", "norm": "layer", "hidden": 150}, {}),
+    "ocn-h128": ("ocrystalnet", None, {"hidden": 128}, {}),
 }
 STUDIES: dict[str, tuple[str, ...]] = {
     "accuracy": ("ocrystalnet", "cgcnn", "alignn64", "cgcnn-ofm-cfid"),
