@@ -221,11 +221,10 @@ def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
 def collect(study: str, cells: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = [json.loads(_summary_path(args, study, c).read_text()) for c in cells if _summary_path(args, study, c).exists()]
     names = TARGET_NAMES[study]
-    print(f"\n{study}: test MAE ({', '.join(names)}), same split (seed {args.seed}), budget {args.minutes:g} min per cell"
-          if study != "speed" else f"\n{study}: {args.speed_epochs} training epochs per model")
     split = "val" if study == "tune" else "test"
-    if study == "tune":
-        print("  (validation MAE: the tuning never looks at the test split)")
+    budget = f"{args.epochs} epochs per cell" if study == "tune" else f"budget {args.minutes:g} min per cell"
+    print(f"\n{study}: {'validation' if split == 'val' else 'test'} MAE ({', '.join(names)}), same split (seed {args.seed}), {budget}"
+          if study != "speed" else f"\n{study}: {args.speed_epochs} training epochs per model")
     for r in rows:
         maes = list(r[f"{split}_mae"].values())
         paper = PAPER.get(study, {}).get(r["cell"])
