@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 
-#: cell name → (model, atom features, model settings overrides, train overrides)
+#: cell name → (model, atom features, model settings overrides (and ``dropout``), train overrides)
 CELLS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "ocrystalnet": ("ocrystalnet", None, {}, {}),
     "cgcnn": ("cgcnn", None, {}, {"batch_size": 64}),
@@ -67,13 +67,15 @@ CELLS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "ocn-meanmax": ("ocrystalnet", None, {"aggregate": "mean*max", "norm": "none"}, {}),
     "ocn-meanmax-ln": ("ocrystalnet", None, {"aggregate": "mean*max", "norm": "layer"}, {}),
     "ocn-h128": ("ocrystalnet", None, {"hidden": 128}, {}),
+    "ocn-dropout": ("ocrystalnet", None, {"dropout": 0.2}, {}),
+    "ocn-wd": ("ocrystalnet", None, {}, {"weight_decay": 1e-4}),
 }
 STUDIES: dict[str, tuple[str, ...]] = {
     "accuracy": ("ocrystalnet", "cgcnn", "alignn64", "cgcnn-ofm-cfid"),
     "ablation": ("ocrystalnet-onehot", "ocrystalnet-ofm", "ocrystalnet-cfid", "ocrystalnet"),
     "mp37k": ("ocrystalnet", "cgcnn"),
     "speed": ("ocrystalnet", "cgcnn", "alignn64", "cgcnn-ofm-cfid"),
-    "tune": ("ocn-summax", "ocn-meanmax", "ocn-meanmax-ln", "ocn-summax-ln", "ocn-h128"),
+    "tune": ("ocn-summax", "ocn-meanmax", "ocn-meanmax-ln", "ocn-summax-ln", "ocn-h128", "ocn-dropout", "ocn-wd"),
 }
 PAPER = {
     "accuracy": {"ocrystalnet": {"log10_target0": 0.041, "log10_target1": 0.073}, "cgcnn": {"log10_target0": 0.054, "log10_target1": 0.087}},
@@ -88,13 +90,15 @@ def cell_config(study: str, cell: str, args: argparse.Namespace):
     from crystalgnn.config import DataConfig, defaults_for
 
     model, features, arch, train = CELLS[cell]
+    arch = dict(arch)
+    shared = {k: arch.pop(k) for k in list(arch) if k in ("dropout",)}  # ModelConfig fields, not the model's own
     cfg = defaults_for(model)
     epochs = args.speed_epochs if study == "speed" else epochs_of(args).get(cell, args.epochs)
     cfg = dataclasses.replace(
         cfg,
         data=DataConfig(transform="none" if study == "mp37k" else "log10"),
         features=cfg.features if features is None else dataclasses.replace(cfg.features, atom_features=features),
-        model=dataclasses.replace(cfg.model, arch=dataclasses.replace(cfg.model.arch, **arch)),
+        model=dataclasses.replace(cfg.model, **shared, arch=dataclasses.replace(cfg.model.arch, **arch)),
         train=dataclasses.replace(cfg.train, **train, epochs=epochs, max_minutes=0.0 if study == "speed" else args.minutes,
                                   seed=args.seed, threads=args.threads),
     )
