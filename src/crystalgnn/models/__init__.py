@@ -30,8 +30,8 @@ def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None)
     """What a model's :class:`~crystalgnn.models.blocks.AtomInput` is built from: ``None`` for a
     learned embedding, CGCNN's element table for ``"cgcnn"`` (``atom_table`` when a saved model
     already carries it), otherwise an :class:`AtomFeatures` of the chosen parts. CFID columns are
-    raw (NaN where JARVIS has its −9999 placeholder) until :meth:`AtomFeatures.fit` standardizes
-    them on the training atoms; a saved model's weights hold the fitted table."""
+    raw until :meth:`AtomFeatures.fit` standardizes them on the training atoms (the model refuses to
+    run before); a saved model's weights hold the fitted table."""
     from crystalgnn.features.atom import atom_feature_table
     from crystalgnn.features.choices import ELEMENT_PARTS, parse_atom_features
 
@@ -46,12 +46,10 @@ def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None)
             tables.append(atom_feature_table("cgcnn"))
             standardize.append(np.zeros(ELEMENT_PARTS[part], dtype=bool))
         elif part == "cfid":
-            from crystalgnn.features.cfid import cfid_missing, cfid_table
+            from crystalgnn.features.cfid import cfid_table
 
-            raw = cfid_table(MAX_Z).copy()
-            raw[cfid_missing(MAX_Z)] = np.nan
-            tables.append(raw)
-            standardize.append(np.ones(raw.shape[1], dtype=bool))
+            tables.append(cfid_table(MAX_Z))
+            standardize.append(np.ones(ELEMENT_PARTS[part], dtype=bool))
         widths.append(ELEMENT_PARTS.get(part, 0))
     orbital = None
     if "ofm" in choice.parts:

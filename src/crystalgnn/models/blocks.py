@@ -51,8 +51,8 @@ class AtomInput(nn.Module):
     table (CGCNN's one-hot; row 0 unused), or an :class:`AtomFeatures` (element-table parts such as
     CFID, and per-site parts such as the orbital field matrix, concatenated in the order chosen).
     The raw vector is mapped to ``width`` by ``project="linear"`` (CGCNN: Linear(A → F)) or
-    ``"mlp"`` (ALIGNN: Linear → norm → SiLU). Tables are buffers, so they travel with the weights
-    and the device.
+    ``"mlp"`` (ALIGNN: Linear → norm → SiLU); ``bias=False`` drops the linear map's bias (CMPNN's
+    input maps). Tables are buffers, so they travel with the weights and the device.
     """
 
     def __init__(
@@ -62,6 +62,7 @@ class AtomInput(nn.Module):
         project: Literal["linear", "mlp"] = "linear",
         norm: Norm = "layer",
         max_z: int = MAX_Z,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.width = width
@@ -77,7 +78,7 @@ class AtomInput(nn.Module):
             self.table = None
             self.project: nn.Module = nn.Embedding(max_z + 1, width)
             return
-        self.project = nn.Linear(in_features, width) if project == "linear" else MLPLayer(in_features, width, norm)
+        self.project = nn.Linear(in_features, width, bias=bias) if project == "linear" else MLPLayer(in_features, width, norm)
 
     def forward(self, z: Tensor, batch: Any = None) -> Tensor:
         """(N,) atomic numbers (and the batch, for per-site features) → (N, width)."""

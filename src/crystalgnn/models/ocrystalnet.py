@@ -147,8 +147,7 @@ class OCrystalNet(nn.Module):
             raise ValueError("OCrystalNet needs at least one message passing layer (depth >= 1)")
         self.embedding_width = hidden
         self.aggregate = aggregate
-        self.atom_input = AtomInput(hidden, atom_table, project="linear", max_z=max_z)
-        self.atom_input.project = _without_bias(self.atom_input.project)
+        self.atom_input = AtomInput(hidden, atom_table, project="linear", max_z=max_z, bias=False)  # W_a, no bias (CMPNN)
         self.expansion = GaussianExpansion(0.0, gaussian_stop, gaussian_step)
         self.bond_input = nn.Linear(hidden + self.expansion.num_features, hidden, bias=False)  # W_b
         self.bond_maps = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(depth))  # W^l of Eq. 9
@@ -175,13 +174,6 @@ class OCrystalNet(nn.Module):
             bonds = F.mish(bonds0 + bond_map(message))  # Eq. 9
         atoms = self.norms[-1](aggregate_incoming(bonds, target, n, self.aggregate) + atoms)  # the final node update
         return self.readout(atoms, batch.batch, int(batch.num_graphs), extra)
-
-
-def _without_bias(layer: nn.Module) -> nn.Module:
-    """CMPNN's input maps have no bias; the embedding of ``atom_features="embedding"`` is kept."""
-    if isinstance(layer, nn.Linear) and layer.bias is not None:
-        return nn.Linear(layer.in_features, layer.out_features, bias=False)
-    return layer
 
 
 register(ModelSpec(
