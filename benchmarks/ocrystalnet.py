@@ -69,6 +69,14 @@ CELLS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "ocn-h128": ("ocrystalnet", None, {"hidden": 128}, {}),
     "ocn-dropout": ("ocrystalnet", None, {"dropout": 0.2}, {}),
     "ocn-wd": ("ocrystalnet", None, {}, {"weight_decay": 1e-4}),
+    # width and peak learning rate under a minute budget (a narrower model runs more epochs; ocn-h128 is above)
+    "ocn-h300": ("ocrystalnet", None, {}, {}),
+    "ocn-h300-lr1e3": ("ocrystalnet", None, {}, {"lr": 1e-3}),
+    "ocn-h128-lr1e3": ("ocrystalnet", None, {"hidden": 128}, {"lr": 1e-3}),
+    "ocn-h300-msgnorm": ("ocrystalnet", None, {"norm": "message"}, {}),
+    "ocn-h300-b32": ("ocrystalnet", None, {}, {"batch_size": 32}),
+    "ocn-h128-msgnorm": ("ocrystalnet", None, {"hidden": 128, "norm": "message"}, {}),
+    "ocn-h128-b32": ("ocrystalnet", None, {"hidden": 128}, {"batch_size": 32}),
 }
 STUDIES: dict[str, tuple[str, ...]] = {
     "accuracy": ("ocrystalnet", "cgcnn", "alignn64", "cgcnn-ofm-cfid"),
@@ -76,13 +84,14 @@ STUDIES: dict[str, tuple[str, ...]] = {
     "mp37k": ("ocrystalnet", "cgcnn"),
     "speed": ("ocrystalnet", "cgcnn", "alignn64", "cgcnn-ofm-cfid"),
     "tune": ("ocn-summax", "ocn-meanmax", "ocn-meanmax-ln", "ocn-summax-ln", "ocn-h128", "ocn-dropout", "ocn-wd"),
+    "tune-budget": ("ocn-h300", "ocn-h300-lr1e3", "ocn-h128", "ocn-h128-lr1e3", "ocn-h300-msgnorm", "ocn-h300-b32"),
 }
 PAPER = {
     "accuracy": {"ocrystalnet": {"log10_target0": 0.041, "log10_target1": 0.073}, "cgcnn": {"log10_target0": 0.054, "log10_target1": 0.087}},
     "mp37k": {"ocrystalnet": {"target0": 0.027, "target1": 0.252}, "cgcnn": {"target0": 0.039, "target1": 0.388}},
 }
 TARGET_NAMES = {"accuracy": ("log10 K", "log10 G"), "ablation": ("log10 K", "log10 G"), "speed": ("log10 K", "log10 G"),
-                "tune": ("log10 K", "log10 G"),
+                "tune": ("log10 K", "log10 G"), "tune-budget": ("log10 K", "log10 G"),
                 "mp37k": ("formation energy (eV/atom)", "band gap (eV)")}
 
 
@@ -224,7 +233,7 @@ def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
 def collect(study: str, cells: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = [json.loads(_summary_path(args, study, c).read_text()) for c in cells if _summary_path(args, study, c).exists()]
     names = TARGET_NAMES[study]
-    split = "val" if study == "tune" else "test"
+    split = "val" if study.startswith("tune") else "test"
     budget = f"{args.epochs} epochs per cell" if study == "tune" else f"budget {args.minutes:g} min per cell"
     print(f"\n{study}: {'validation' if split == 'val' else 'test'} MAE ({', '.join(names)}), same split (seed {args.seed}), {budget}"
           if study != "speed" else f"\n{study}: {args.speed_epochs} training epochs per model")
@@ -240,12 +249,12 @@ def collect(study: str, cells: list[str], args: argparse.Namespace) -> list[dict
     out.write_text(json.dumps({"study": study, "rows": rows, "paper": PAPER.get(study, {}), "machine_load_now": list(os.getloadavg())},
                               indent=2) + "\n")
     if rows and study != "speed":
-        _bar_chart(study, rows, names, RESULTS / f"ocrystalnet-{study}.png")
+        _bar_chart(study, rows, names, RESULTS / f"ocrystalnet-{study}.png", split)
     print(f"wrote {out}")
     return rows
 
 
-def _bar_chart(study: str, rows: list[dict[str, Any]], names: tuple[str, ...], path: Path) -> None:
+def _bar_chart(study: str, rows: list[dict[str, Any]], names: tuple[str, ...], path: Path, split: str = "test") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -254,10 +263,10 @@ def _bar_chart(study: str, rows: list[dict[str, Any]], names: tuple[str, ...], p
 
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6))
     for k, (ax, name) in enumerate(zip(np.atleast_1d(axes), names)):
-        values = [list(r["test_mae"].values())[k] for r in rows]
+        values = [list(r[f"{split}_mae"].values())[k] for r in rows]
         ax.bar(range(len(rows)), values, color="tab:blue")
         ax.set_xticks(range(len(rows)), [r["cell"] for r in rows], rotation=30, ha="right")
-        ax.set_title(f"{name}: test MAE")
+        ax.set_title(f"{name}: {'validation' if split == 'val' else 'test'} MAE")
         for i, v in enumerate(values):
             ax.text(i, v, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
     fig.tight_layout()

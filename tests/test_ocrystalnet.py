@@ -97,7 +97,7 @@ def test_aggregate_is_sum_times_max_with_a_zero_floor():
     torch.testing.assert_close(mean[0], torch.tensor([2.0 * 3.0, 0.0]))
 
 
-@pytest.mark.parametrize("norm", ["none", "layer"])
+@pytest.mark.parametrize("norm", ["none", "layer", "message"])
 def test_forward_follows_equations_5_to_9(norm):
     cfg = _config("cgcnn", depth=1, norm=norm)
     model = _model(cfg)
@@ -105,16 +105,20 @@ def test_forward_follows_equations_5_to_9(norm):
     f = torch.nn.functional
     source, target = batch.edge_index
     first, last = model.norms[0], model.norms[-1]
-    assert isinstance(first, torch.nn.LayerNorm if norm == "layer" else torch.nn.Identity)
+    assert isinstance(first, torch.nn.Identity if norm == "none" else torch.nn.LayerNorm)
+
+    def update(message, atoms, layer_norm):  # Eq. 7 with the norm where ``norm`` puts it
+        return atoms + layer_norm(message) if norm == "message" else layer_norm(message + atoms)
+
     with torch.no_grad():
         h0 = f.mish(model.atom_input(batch.z, batch))
         b0 = f.mish(model.bond_input(torch.cat([h0[source], model.expansion(batch.edge_dist)], -1)))
         n = len(batch.z)
         agg = torch.stack([(b0[target == v].sum(0)) * torch.clamp(b0[target == v].max(0).values, min=0) for v in range(n)])
-        h1 = first(agg + h0)
+        h1 = update(agg, h0, first)
         b1 = f.mish(b0 + model.bond_maps[0](h1[source] - b0[batch.reverse_edge]))
         agg2 = torch.stack([(b1[target == v].sum(0)) * torch.clamp(b1[target == v].max(0).values, min=0) for v in range(n)])
-        expected = model.readout(last(agg2 + h1), batch.batch, 1).prediction
+        expected = model.readout(update(agg2, h1, last), batch.batch, 1).prediction
         torch.testing.assert_close(model(batch).prediction, expected, rtol=1e-5, atol=1e-6)
     assert model.atom_input.project.bias is None and model.bond_input.bias is None  # CMPNN's maps have no bias
 

@@ -77,6 +77,7 @@ from crystalgnn.models.readout import Readout, ReadoutOutput
 from crystalgnn.registry import InputNeeds, ModelSpec, keyword_builder, register
 
 Aggregate = Literal["sum*max", "mean*max"]
+Norm = Literal["none", "layer", "message"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ class OCrystalNetConfig:
     head_layers: int = field(default=1, metadata={"help": "hidden SiLU layers of the head after pooling (1: CMPNN's 2-layer FFN)"})
     aggregate: Aggregate = field(default="sum*max", metadata={
         "help": "Eq. 5 aggregate of incoming bond states: sum*max (CMPNN's, default) or mean*max (divided by the bonds per atom)"})
-    norm: Literal["none", "layer"] = field(default="layer", metadata={
-        "help": "layer norm of atom states after Eq. 7 (layer, default: chosen on validation; none: the paper, which diverges on crystals)"})
+    norm: Norm = field(default="layer", metadata={
+        "help": "layer norm in Eq. 7: of m + h (layer, default: chosen on validation), of m alone before the residual sum "
+                "(message), or none (the paper, which diverges on crystals)"})
     gaussian_stop: float = field(default=8.0, metadata={"help": "last bond-length Gaussian centre in Å (8)"})
     gaussian_step: float = field(default=0.2, metadata={"help": "spacing and width of the bond-length Gaussians in Å (0.2)"})
 
@@ -118,7 +120,7 @@ class OCrystalNet(nn.Module):
         depth: message passing layers L (3).
         head_layers: hidden layers of the head (1).
         aggregate: ``"sum*max"`` (CMPNN, default) or ``"mean*max"``.
-        norm: ``"layer"`` (default) or ``"none"`` (the paper) after Eq. 7.
+        norm: ``"layer"`` (default: LN(m + h) in Eq. 7), ``"message"`` (h + LN(m)) or ``"none"`` (the paper).
         gaussian_stop, gaussian_step: bond-length Gaussians on [0, stop] Å (8, 0.2 → 41).
         pooling: ``"mean"`` (Eq. 10, default), ``"sum"`` or ``"site"``.
         dropout: dropout before the output layer (0).
@@ -134,7 +136,7 @@ class OCrystalNet(nn.Module):
         depth: int = 3,
         head_layers: int = 1,
         aggregate: Aggregate = "sum*max",
-        norm: Literal["none", "layer"] = "layer",
+        norm: Norm = "layer",
         gaussian_stop: float = 8.0,
         gaussian_step: float = 0.2,
         pooling: Literal["mean", "sum", "site"] = "mean",
@@ -151,7 +153,8 @@ class OCrystalNet(nn.Module):
         self.expansion = GaussianExpansion(0.0, gaussian_stop, gaussian_step)
         self.bond_input = nn.Linear(hidden + self.expansion.num_features, hidden, bias=False)  # W_b
         self.bond_maps = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(depth))  # W^l of Eq. 9
-        self.norms = nn.ModuleList((nn.LayerNorm(hidden) if norm == "layer" else nn.Identity()) for _ in range(depth + 1))
+        self.norm_placement = norm
+        self.norms = nn.ModuleList((nn.Identity() if norm == "none" else nn.LayerNorm(hidden)) for _ in range(depth + 1))
         self.readout = Readout(hidden, out_features, hidden, head_layers, pooling, dropout, extra_features, activation="silu", activate_input=False)
 
     def forward(self, batch: Data, extra: Tensor | None = None) -> ReadoutOutput:
@@ -164,16 +167,20 @@ class OCrystalNet(nn.Module):
             raise ValueError("OCrystalNet needs each bond's reverse: build the graphs with the 'reverse_edges' add-on "
                              "(RunConfig.graph_inputs() adds it for --model ocrystalnet)")
         source, target = batch.edge_index
-        n = batch.z.shape[0]
         atoms0 = F.mish(self.atom_input(batch.z, batch))  # h⁰(u)
         bonds0 = F.mish(self.bond_input(torch.cat([atoms0.index_select(0, source), self.expansion(batch.edge_dist)], dim=-1)))
         atoms, bonds = atoms0, bonds0
         for bond_map, norm in zip(self.bond_maps, self.norms):
-            atoms = norm(aggregate_incoming(bonds, target, n, self.aggregate) + atoms)  # Eqs. 5, 7
+            atoms = self._update_atoms(atoms, bonds, target, norm)  # Eqs. 5, 7
             message = atoms.index_select(0, source) - bonds.index_select(0, reverse)  # Eq. 8
             bonds = F.mish(bonds0 + bond_map(message))  # Eq. 9
-        atoms = self.norms[-1](aggregate_incoming(bonds, target, n, self.aggregate) + atoms)  # the final node update
+        atoms = self._update_atoms(atoms, bonds, target, self.norms[-1])  # the final node update
         return self.readout(atoms, batch.batch, int(batch.num_graphs), extra)
+
+    def _update_atoms(self, atoms: Tensor, bonds: Tensor, target: Tensor, norm: nn.Module) -> Tensor:
+        """Eqs. 5 and 7: h(v) ← m(v) + h(v), normalized after the sum (``layer``) or on m alone (``message``)."""
+        message = aggregate_incoming(bonds, target, atoms.shape[0], self.aggregate)
+        return atoms + norm(message) if self.norm_placement == "message" else norm(message + atoms)
 
 
 register(ModelSpec(
