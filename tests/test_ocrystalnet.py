@@ -123,6 +123,18 @@ def test_forward_follows_equations_5_to_9(norm):
     assert model.atom_input.project.bias is None and model.bond_input.bias is None  # CMPNN's maps have no bias
 
 
+def test_message_dropout_acts_in_training_only():
+    cfg = _config("cgcnn", message_dropout=0.5)
+    model, plain = _model(cfg), _model(_config("cgcnn"))
+    plain.load_state_dict(model.state_dict())  # same weights: dropout has none
+    batch = _batch([BASE], cfg)
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch).prediction, plain(batch).prediction)  # eval: no dropout
+        model.train()
+        first, second = model(batch).prediction, model(batch).prediction
+    assert not torch.allclose(first, second)  # two dropout masks, two predictions
+
+
 def test_permutation_rotation_supercell_and_batching_invariance():
     cfg = _config()
     model = _model(cfg)

@@ -100,6 +100,8 @@ class OCrystalNetConfig:
                 "(message), or none (the paper, which diverges on crystals)"})
     gaussian_stop: float = field(default=8.0, metadata={"help": "last bond-length Gaussian centre in Å (8)"})
     gaussian_step: float = field(default=0.2, metadata={"help": "spacing and width of the bond-length Gaussians in Å (0.2)"})
+    message_dropout: float = field(default=0.0, metadata={
+        "help": "dropout on the bond states after every Eq. 9 update (0; chemprop's place for CMPNN's dropout)"})
 
 
 def aggregate_incoming(bond_states: Tensor, target: Tensor, num_atoms: int, kind: Aggregate = "sum*max") -> Tensor:
@@ -128,6 +130,7 @@ class OCrystalNet(nn.Module):
         aggregate: ``"sum*max"`` (CMPNN, default) or ``"mean*max"``.
         norm: ``"layer"`` (default: LN(m + h) in Eq. 7), ``"message"`` (h + LN(m)) or ``"none"`` (the paper).
         gaussian_stop, gaussian_step: bond-length Gaussians on [0, stop] Å (8, 0.2 → 41).
+        message_dropout: dropout on the bond states after each Eq. 9 update (0).
         pooling: ``"mean"`` (Eq. 10, default), ``"sum"`` or ``"site"``.
         dropout: dropout before the output layer (0).
         extra_features: crystal descriptors concatenated after pooling (0).
@@ -145,6 +148,7 @@ class OCrystalNet(nn.Module):
         norm: Norm = "layer",
         gaussian_stop: float = 8.0,
         gaussian_step: float = 0.2,
+        message_dropout: float = 0.0,
         pooling: Literal["mean", "sum", "site"] = "mean",
         dropout: float = 0.0,
         extra_features: int = 0,
@@ -160,6 +164,7 @@ class OCrystalNet(nn.Module):
         self.bond_input = nn.Linear(hidden + self.expansion.num_features, hidden, bias=False)  # W_b
         self.bond_maps = nn.ModuleList(nn.Linear(hidden, hidden, bias=False) for _ in range(depth))  # W^l of Eq. 9
         self.norm_placement = norm
+        self.message_dropout = nn.Dropout(message_dropout)
         self.norms = nn.ModuleList((nn.Identity() if norm == "none" else nn.LayerNorm(hidden)) for _ in range(depth + 1))
         self.readout = Readout(hidden, out_features, hidden, head_layers, pooling, dropout, extra_features, activation="silu", activate_input=False)
 
@@ -179,7 +184,7 @@ class OCrystalNet(nn.Module):
         for bond_map, norm in zip(self.bond_maps, self.norms):
             atoms = self._update_atoms(atoms, bonds, target, norm)  # Eqs. 5, 7
             message = atoms.index_select(0, source) - bonds.index_select(0, reverse)  # Eq. 8
-            bonds = F.mish(bonds0 + bond_map(message))  # Eq. 9
+            bonds = self.message_dropout(F.mish(bonds0 + bond_map(message)))  # Eq. 9
         atoms = self._update_atoms(atoms, bonds, target, self.norms[-1])  # the final node update
         return self.readout(atoms, batch.batch, int(batch.num_graphs), extra)
 
