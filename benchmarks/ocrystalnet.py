@@ -7,7 +7,11 @@ Studies (``--study``; each is a list of *cells*, one training run each):
   run: half the CPU time of two runs; the paper trains one model per property), 60/20/20 split
   seed 123. Cells: ``ocrystalnet`` (OFM + CFID atoms), ``cgcnn``, ``alignn64`` (ALIGNN at width 64),
   ``cgcnn-ofm-cfid`` (CGCNN on OCrystalNet's 1494-dim atoms). Paper (5,830 MP crystals, one model
-  per property): OCrystalNet 0.041 / 0.073, CGCNN 0.054 / 0.087.
+  per property): OCrystalNet 0.041 / 0.073, CGCNN 0.054 / 0.087. Variants of OCrystalNet on the
+  same split and budget, run with ``--cells``: ``ocrystalnet-drop0.1`` / ``-drop0.3``
+  (``message_dropout``), ``ocrystalnet-depth2`` / ``-depth4``.
+* ``tune-budget``: width, peak rate, batch and norm placement under a ``--minutes`` budget
+  (validation MAE; schedules sized to the budget with ``--epochs-of``).
 * ``ablation`` (the paper's Fig. 4): OCrystalNet with ``cgcnn`` one-hot, ``ofm``, ``cfid`` and
   ``ofm+cfid`` atoms (the last is the ``accuracy`` cell), same split and budget.
 * ``mp37k``: formation energy and band gap of ``mp37k`` learned together, OCrystalNet beside CGCNN
@@ -64,6 +68,8 @@ CELLS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     # its best epoch is ~17 of 70 without: dropout on the bond states (chemprop's place), accuracy split and budget
     "ocrystalnet-drop0.1": ("ocrystalnet", None, {"message_dropout": 0.1}, {}),
     "ocrystalnet-drop0.3": ("ocrystalnet", None, {"message_dropout": 0.3}, {}),
+    "ocrystalnet-depth2": ("ocrystalnet", None, {"depth": 2}, {}),
+    "ocrystalnet-depth4": ("ocrystalnet", None, {"depth": 4}, {}),
     # the tuning of the defaults the paper does not give (validation MAE decides)
     "ocn-summax": ("ocrystalnet", None, {"aggregate": "sum*max", "norm": "none"}, {}),
     "ocn-summax-ln": ("ocrystalnet", None, {"aggregate": "sum*max", "norm": "layer"}, {}),
