@@ -84,8 +84,6 @@ CELLS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
     "ocn-h128-lr1e3": ("ocrystalnet", None, {"hidden": 128}, {"lr": 1e-3}),
     "ocn-h300-msgnorm": ("ocrystalnet", None, {"norm": "message"}, {}),
     "ocn-h300-b32": ("ocrystalnet", None, {}, {"batch_size": 32}),
-    "ocn-h128-msgnorm": ("ocrystalnet", None, {"hidden": 128, "norm": "message"}, {}),
-    "ocn-h128-b32": ("ocrystalnet", None, {"hidden": 128}, {"batch_size": 32}),
 }
 STUDIES: dict[str, tuple[str, ...]] = {
     "accuracy": ("ocrystalnet", "cgcnn", "alignn64", "cgcnn-ofm-cfid"),
