@@ -108,8 +108,16 @@ PAPER = {
     "mp37k-eform": {"ocrystalnet": {"target0": 0.027}, "cgcnn": {"target0": 0.039}},
     "mp37k-gap": {"ocrystalnet": {"target1": 0.252}, "cgcnn": {"target1": 0.388}},
 }
-#: mp37k studies → the id_prop columns they learn (0: formation energy per atom, 1: band gap)
-MP37K_TARGETS: dict[str, list[int]] = {"mp37k": [0, 1], "mp37k-eform": [0], "mp37k-gap": [1]}
+#: study → (dataset, the id_prop target columns it learns); the studies not listed learn K and G
+#: (columns 0, 1) of mp_elasticity3k. mp37k's columns: 0 formation energy per atom, 1 band gap.
+STUDY_DATA: dict[str, tuple[str, list[int]]] = {
+    "accuracy-G": ("mp_elasticity3k", [1]),
+    "mp37k": ("mp37k", [0, 1]), "mp37k-eform": ("mp37k", [0]), "mp37k-gap": ("mp37k", [1]),
+}
+
+
+def study_data(study: str) -> tuple[str, list[int]]:
+    return STUDY_DATA.get(study, ("mp_elasticity3k", [0, 1]))
 TARGET_NAMES = {"accuracy": ("log10 K", "log10 G"), "accuracy-G": ("log10 G",), "ablation": ("log10 K", "log10 G"), "speed": ("log10 K", "log10 G"),
                 "tune": ("log10 K", "log10 G"), "tune-budget": ("log10 K", "log10 G"),
                 "mp37k": ("formation energy (eV/atom)", "band gap (eV)"),
@@ -126,7 +134,7 @@ def cell_config(study: str, cell: str, args: argparse.Namespace):
     epochs = args.speed_epochs if study == "speed" else epochs_of(args).get(cell, args.epochs)
     cfg = dataclasses.replace(
         cfg,
-        data=DataConfig(transform="none" if study in MP37K_TARGETS else "log10"),
+        data=DataConfig(transform="none" if study_data(study)[0] == "mp37k" else "log10"),
         features=cfg.features if features is None else dataclasses.replace(cfg.features, atom_features=features),
         model=dataclasses.replace(cfg.model, **shared, arch=dataclasses.replace(cfg.model.arch, **arch)),
         train=dataclasses.replace(cfg.train, **train, epochs=epochs, max_minutes=0.0 if study == "speed" else args.minutes,
@@ -149,13 +157,14 @@ def epochs_of(args: argparse.Namespace) -> dict[str, int]:
 def dataset(study: str, args: argparse.Namespace):
     from crystalgnn.io import load_dataset
 
-    if study in MP37K_TARGETS:
+    name, columns = study_data(study)
+    if name == "mp37k":
         sys.path.insert(0, str(Path(__file__).parent))
         from _common import extracted_mp37k
 
         folder = extracted_mp37k(args.data_cache)
-        return load_dataset(folder / "id_prop.csv", targets=MP37K_TARGETS[study], structures_dir=folder / "data")
-    return load_dataset(DATA / "mp_elasticity3k", targets=[1] if study == "accuracy-G" else [0, 1], transform="log10")
+        return load_dataset(folder / "id_prop.csv", targets=columns, structures_dir=folder / "data")
+    return load_dataset(DATA / name, targets=columns, transform="log10")
 
 
 def _epoch_timer():
