@@ -169,3 +169,42 @@ def print_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
     print(line)
     for r in rows:
         print("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def epoch_timer():
+    """A Lightning callback that times the training part of every epoch (no validation): its
+    ``seconds`` list has one entry per epoch."""
+    import lightning as L
+
+    class EpochTimer(L.Callback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+            self._start = 0.0
+
+        def on_train_epoch_start(self, trainer, module) -> None:
+            self._start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
+def run_processes(label: str, jobs: list[tuple[str, list[str], Path]], parallel: int) -> None:
+    """Run each job (name, argv, log file) as a subprocess, ``parallel`` at a time, reporting
+    starts and ends (a failed job names its log; the others go on)."""
+    import subprocess
+
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, argv, log = pending.pop(0)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            print(f"[{label}] {name}: started (log {log})", flush=True)
+            running.append((name, subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT)))
+        time.sleep(2.0)
+        for name, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((name, proc))
+                state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; see its log)"
+                print(f"[{label}] {name}: {state}", flush=True)

@@ -51,11 +51,13 @@ import dataclasses
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import epoch_timer, run_processes  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -159,30 +161,11 @@ def dataset(study: str, args: argparse.Namespace):
 
     name, columns = study_data(study)
     if name == "mp37k":
-        sys.path.insert(0, str(Path(__file__).parent))
         from _common import extracted_mp37k
 
         folder = extracted_mp37k(args.data_cache)
         return load_dataset(folder / "id_prop.csv", targets=columns, structures_dir=folder / "data")
     return load_dataset(DATA / name, targets=columns, transform="log10")
-
-
-def _epoch_timer():
-    """A Lightning callback that times the training part of every epoch (no validation)."""
-    import lightning as L
-
-    class EpochTimer(L.Callback):
-        def __init__(self) -> None:
-            self.seconds: list[float] = []
-            self._start = 0.0
-
-        def on_train_epoch_start(self, trainer, module) -> None:
-            self._start = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, module) -> None:
-            self.seconds.append(time.perf_counter() - self._start)
-
-    return EpochTimer()
 
 
 def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -195,7 +178,7 @@ def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     out = args.out / study / cell
     cfg = cell_config(study, cell, args)
     data = dataset(study, args)
-    timer = _epoch_timer()
+    timer = epoch_timer()
     start = time.perf_counter()
     result = train(data, out, cfg, cache_dir=args.graph_cache, workers=1, progress=False, callbacks=[timer])
     wall = time.perf_counter() - start
@@ -240,24 +223,11 @@ def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
     pending = [c for c in cells if not _summary_path(args, study, c).exists()]
     for done in sorted(set(cells) - set(pending)):
         print(f"[{study}] {done}: finished earlier, kept")
-    running: list[tuple[str, subprocess.Popen]] = []
     base = [sys.executable, __file__, "--study", study, "--epochs", str(args.epochs), "--minutes", str(args.minutes),
             "--speed-epochs", str(args.speed_epochs), "--epochs-of", args.epochs_of, "--seed", str(args.seed), "--threads", str(args.threads),
             *(["--noam-warmup-epochs", str(args.noam_warmup_epochs)] if args.noam_warmup_epochs is not None else []),
             "--out", str(args.out), "--data-cache", str(args.data_cache), "--graph-cache", str(args.graph_cache)]
-    while pending or running:
-        while pending and len(running) < args.jobs:
-            cell = pending.pop(0)
-            log = (args.out / study / f"{cell}.log")
-            log.parent.mkdir(parents=True, exist_ok=True)
-            print(f"[{study}] {cell}: started (log {log})", flush=True)
-            running.append((cell, subprocess.Popen([*base, "--cell", cell], stdout=log.open("w"), stderr=subprocess.STDOUT)))
-        time.sleep(2.0)
-        for cell, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((cell, proc))
-                state = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}; see its log)"
-                print(f"[{study}] {cell}: {state}", flush=True)
+    run_processes(study, [(cell, [*base, "--cell", cell], args.out / study / f"{cell}.log") for cell in pending], args.jobs)
 
 
 def collect(study: str, cells: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -90,13 +90,13 @@ def test_a_model_of_the_test_file_trains_saves_loads_and_predicts(tiny_model, el
     assert pd.read_csv(out)["id"].astype(str).tolist() == ["3", "1"]
     capsys.readouterr()
     assert cli.main(["train", str(elasticity_slice), "--model", "tiny", "--hidden", "8", "--run-dir", str(tmp_path / "x")]) == 2
-    assert "--hidden is a setting of alignn and ocrystalnet, not of tiny" in capsys.readouterr().err
+    assert "--hidden is a setting of alignn, ocrystalnet and crystograph, not of tiny" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv,message", [
     (["--model", "alignn", "--conv", "linear"], "--conv is a setting of cgcnn, not of alignn"),
-    (["--model", "cgcnn", "--hidden", "64"], "--hidden is a setting of alignn and ocrystalnet, not of cgcnn"),
-    (["--hidden", "64"], "--hidden is a setting of alignn and ocrystalnet, not of cgcnn"),
+    (["--model", "cgcnn", "--hidden", "64"], "--hidden is a setting of alignn, ocrystalnet and crystograph, not of cgcnn"),
+    (["--hidden", "64"], "--hidden is a setting of alignn, ocrystalnet and crystograph, not of cgcnn"),
     # a flag two models share takes the choices of both; each model accepts only its own
     (["--model", "alignn", "--norm", "none"], "--norm none is not a choice of alignn (batch, layer)"),
 ])

@@ -34,6 +34,9 @@ class GraphConfig:
     ``max_neighbors``-th neighbour distance (ties within ``tie_tolerance`` Å included); the search
     radius grows by ``cutoff_growth`` Å until every atom has ``max_neighbors`` neighbours; every
     bond is then present in both directions, as in ALIGNN's undirected graph.
+    ``strategy="nearest"`` is CrysToGraph's reference graph: exactly the ``max_neighbors`` nearest
+    of every atom (ties broken by distance, then neighbour index), the radius grown as for knn,
+    directed neighbour → centre and not symmetrized.
 
     ``line_graph=True`` also builds ALIGNN's line graph: one node per bond, one edge per pair of
     bonds meeting at an atom (j→i, i→k), carrying the cosine of the bond angle at i.
@@ -47,7 +50,7 @@ class GraphConfig:
     rarely set by hand. Empty adds nothing to the cache key, so caches built before it existed stay valid.
     """
 
-    strategy: Literal["radius", "knn"] = "radius"
+    strategy: Literal["radius", "knn", "nearest"] = "radius"
     cutoff: float = 8.0
     max_neighbors: int = 12
     cutoff_growth: float = 2.0
@@ -166,8 +169,10 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
+    #: Adam/AdamW's second-moment decay β₂ (PyTorch's 0.999; CrysToGraph trains with 0.99).
+    adam_beta2: float = 0.999
     #: Learning-rate schedule: one-cycle (peak ``lr`` at 30 %), cosine, multistep (``milestones``,
-    #: ``gamma``), none, or noam (chemprop's NoamLR, as CMPNN and OCrystalNet train: per step,
+    #: ``gamma``; no milestones: one step at a third of the epochs, CrysToGraph's run script), none, or noam (chemprop's NoamLR, as CMPNN and OCrystalNet train: per step,
     #: linear warm-up from ``noam_initial_lr`` to ``lr`` over ``noam_warmup_epochs`` epochs, then
     #: exponential decay reaching ``noam_final_lr`` at the last step).
     scheduler: Literal["cosine", "onecycle", "multistep", "none", "noam"] = "onecycle"

@@ -41,6 +41,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "cgcnn": "crystalgnn.models.cgcnn",
     "alignn": "crystalgnn.models.alignn",
     "ocrystalnet": "crystalgnn.models.ocrystalnet",
+    "crystograph": "crystalgnn.models.crystograph",
 }
 
 _REGISTRY: dict[str, ModelSpec] = {}

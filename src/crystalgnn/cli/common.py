@@ -117,7 +117,8 @@ def arch_from_args(args: argparse.Namespace, model: str, arch: Any) -> Any:
             continue
         fields = dict(flag.owners)
         if model not in fields:
-            owners = " and ".join(flag.models())
+            models = flag.models()
+            owners = models[0] if len(models) == 1 else f"{', '.join(models[:-1])} and {models[-1]}"
             raise ValueError(f"{flag.flag} is a setting of {owners}, not of {model}: drop it, or use --model {flag.models()[0]}")
         choices = _argparse_type(_owner_field(model, fields[model])[0]).get("choices")
         if choices is not None and value not in choices:

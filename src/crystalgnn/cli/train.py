@@ -27,7 +27,9 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     add_data_args(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     g = tr.add_argument_group("graph (CGCNN: radius 8 Å, 12 neighbours; ALIGNN: knn 12 with line graph)")
-    g.add_argument("--graph-strategy", choices=["radius", "knn"], help="radius: ≤ max-neighbours within the cutoff; knn: all up to the k-th neighbour distance, growing cutoff")
+    g.add_argument("--graph-strategy", choices=["radius", "knn", "nearest"],
+                   help="radius: ≤ max-neighbours within the cutoff; knn: all up to the k-th neighbour distance, growing cutoff, "
+                        "both directions; nearest: exactly the k nearest per atom, directed (CrysToGraph)")
     g.add_argument("--cutoff", type=float, help="neighbour search radius in Å (8)")
     g.add_argument("--max-neighbors", type=int, help="neighbours per atom (12)")
     g.add_argument("--line-graph", action=argparse.BooleanOptionalAction, default=None, help="also build the line graph with bond angles (on for alignn)")

@@ -12,7 +12,7 @@ from pymatgen.core import Structure
 
 from crystalgnn.config import GraphConfig
 from crystalgnn.graphs import schema
-from crystalgnn.graphs.neighbors import knn_neighbors, radius_neighbors
+from crystalgnn.graphs.neighbors import knn_neighbors, nearest_neighbors, radius_neighbors
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,8 +83,10 @@ def _atom_graph(structure: Structure, cfg: GraphConfig) -> dict[str, np.ndarray]
         nl = radius_neighbors(structure, cfg.cutoff, cfg.max_neighbors)
     elif cfg.strategy == "knn":
         nl = knn_neighbors(structure, cfg.max_neighbors, cfg.cutoff, cfg.cutoff_growth, cfg.tie_tolerance)
+    elif cfg.strategy == "nearest":
+        nl = nearest_neighbors(structure, cfg.max_neighbors, cfg.cutoff, cfg.cutoff_growth)
     else:  # pragma: no cover - guarded by the Literal type and the CLI choices
-        raise ValueError(f"unknown graph strategy {cfg.strategy!r}; use 'radius' or 'knn'")
+        raise ValueError(f"unknown graph strategy {cfg.strategy!r}; use 'radius', 'knn' or 'nearest'")
     return {
         "atomic_numbers": np.asarray(structure.atomic_numbers),
         "positions": structure.cart_coords,

@@ -125,6 +125,41 @@ def knn_neighbors(
     return _both_directions(_take(sorted_nl, np.flatnonzero(sorted_nl.distances <= limit[sorted_nl.target])))
 
 
+def nearest_neighbors(
+    structure: Structure,
+    k: int = 12,
+    cutoff: float = 8.0,
+    cutoff_growth: float = 2.0,
+    max_cutoff: float = 64.0,
+) -> NeighborList:
+    """CrysToGraph's reference graph: exactly the ``k`` nearest neighbours of every atom, directed
+    neighbour → centre (not symmetrized, so an atom is the centre of exactly ``k`` bonds).
+
+    The radius starts at ``cutoff`` and grows by ``cutoff_growth`` Å until every atom has ``k``
+    neighbours (the reference's ``get_all_neighbors`` loop). Ties at the k-th distance are broken
+    by distance, then by neighbour index and image, so the choice does not depend on pymatgen's
+    search order (the reference keeps its search order: no tie handling).
+    """
+    radius = cutoff
+    while True:
+        nl = all_neighbors(structure, radius)
+        counts = np.bincount(nl.target, minlength=len(structure))
+        if counts.min() >= k:
+            break
+        if radius >= max_cutoff:
+            raise IsolatedAtomError(
+                f"fewer than {k} neighbours within {max_cutoff:g} Å for some atom; is the cell "
+                "mostly vacuum? Lower max_neighbors or check the structure"
+            )
+        radius += cutoff_growth
+    # distances rounded to 1e-6 Å so that equal distances computed through different images tie
+    rounded = np.round(nl.distances, 6)
+    order = np.lexsort((nl.images[:, 2], nl.images[:, 1], nl.images[:, 0], nl.source, rounded, nl.target))
+    centre_sorted = nl.target[order]
+    rank = np.arange(len(order)) - np.searchsorted(centre_sorted, centre_sorted, side="left")
+    return _take(nl, order[rank < k])
+
+
 def _both_directions(nl: NeighborList) -> NeighborList:
     """``nl`` plus the reverse of each edge (j → i becomes i → j through image −n), without
     duplicates, grouped by centre and nearest first."""

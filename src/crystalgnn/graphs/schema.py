@@ -24,8 +24,9 @@ A per-atom feature, with no other edit (``getattr``: a setting ``GraphConfig`` d
     ))
 
 Built-in add-ons: the line graph (``GraphConfig.line_graph``), each bond's reverse
-(``"reverse_edges"``) and the per-site orbital field sums of the OFM (``"ofm"``, 39 floats per atom;
-models expand them to the 1056-dim OFM per batch).
+(``"reverse_edges"``), the per-site orbital field sums of the OFM (``"ofm"``, 39 floats per atom;
+models expand them to the 1056-dim OFM per batch) and CrysToGraph's positional encodings
+(``"positional_encodings"``, 20 Laplacian + 20 random-walk floats per atom).
 
 This module imports numpy, the config's hash, the errors and the line-graph builder at the top (the
 OFM builder imports the Voronoi code when it runs; not the structures or the store), so the store,
@@ -400,4 +401,37 @@ register_addon(AddOn(
     fields=(Field("ofm_sums", "node", np.float32, (39,), batch_name="ofm_sums"),),
     build=_build_ofm,
     enabled=lambda cfg: OFM in getattr(cfg, "addons", ()),
+))
+
+
+# ------------------------------------------------------------------------- positional encodings
+def _build_positional_encodings(structure: Structure, arrays: Mapping[str, np.ndarray], cfg: GraphConfigLike) -> dict[str, np.ndarray]:
+    from crystalgnn.graphs.positional import laplacian_pe, random_walk_pe
+
+    n = len(arrays["atomic_numbers"])
+    return {"laplacian_pe": laplacian_pe(arrays["edge_index"], n), "random_walk_pe": random_walk_pe(arrays["edge_index"], n)}
+
+
+#: CrysToGraph's positional encodings of the atoms (``GraphConfig.addons``): 20 Laplacian
+#: eigenvectors of the bond graph (symmetric solver, canonical signs, zero-padded for cells of ≤ 20
+#: atoms) and 20 random-walk return probabilities (:mod:`crystalgnn.graphs.positional`).
+POSITIONAL_ENCODINGS = "positional_encodings"
+
+
+def _positional_settings(cfg: GraphConfigLike) -> dict[str, Any]:
+    from crystalgnn.graphs.positional import LAPLACIAN_DIMS, RANDOM_WALK_DIMS
+
+    return {"laplacian": LAPLACIAN_DIMS, "random_walk": RANDOM_WALK_DIMS}
+
+
+register_addon(AddOn(
+    name=POSITIONAL_ENCODINGS,
+    version=1,
+    fields=(
+        Field("laplacian_pe", "node", np.float32, (20,), batch_name="laplacian_pe"),
+        Field("random_walk_pe", "node", np.float32, (20,), batch_name="random_walk_pe"),
+    ),
+    build=_build_positional_encodings,
+    enabled=lambda cfg: POSITIONAL_ENCODINGS in getattr(cfg, "addons", ()),
+    settings=_positional_settings,
 ))

@@ -15,7 +15,8 @@ Pooling choices (``pooling=``):
 Head (CGCNN reference): softplus → Linear(F→H) → softplus → (n_h − 1)× [Linear(H→H) → softplus]
 → dropout → Linear(H→out). ``n_hidden=0`` is a single Linear(F→out) (ALIGNN's head);
 ``activation`` picks softplus (CGCNN) or SiLU (ALIGNN) and ``activate_input=False`` drops the
-opening activation (ALIGNN pools its atom vectors and maps them linearly).
+opening activation (ALIGNN pools its atom vectors and maps them linearly). ``first_layer_norm``
+puts a layer norm after the first hidden Linear, before its activation (CrysToGraph's head).
 
 Descriptor hybridization (Gong et al. Eq. 14, "de-CGCNN"):
 :math:`\hat y = \mathrm{FCN}\big(\tfrac{1}{N}\sum_i v_i \oplus \tilde d\big)` where
@@ -59,6 +60,7 @@ class Readout(nn.Module):
         extra_features: width of crystal-level features concatenated after pooling (0: none).
         activation: ``"softplus"`` (CGCNN) or ``"silu"`` (ALIGNN), in the head.
         activate_input: apply the activation to the pooled vector (or atoms) before the head.
+        first_layer_norm: layer norm after the first hidden layer's Linear (CrysToGraph).
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class Readout(nn.Module):
         extra_features: int = 0,
         activation: Literal["softplus", "silu"] = "softplus",
         activate_input: bool = True,
+        first_layer_norm: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in ("mean", "sum", "site"):
@@ -86,8 +89,11 @@ class Readout(nn.Module):
         self.activation = activation_cls() if activate_input else nn.Identity()
         layers: list[nn.Module] = []
         width = in_features + extra_features
-        for _ in range(n_hidden):
-            layers += [nn.Linear(width, hidden_features), activation_cls()]
+        for index in range(n_hidden):
+            layers.append(nn.Linear(width, hidden_features))
+            if first_layer_norm and index == 0:
+                layers.append(nn.LayerNorm(hidden_features))
+            layers.append(activation_cls())
             width = hidden_features
         if dropout > 0:
             layers.append(nn.Dropout(dropout))

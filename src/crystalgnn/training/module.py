@@ -74,13 +74,14 @@ class CrystalModule(ModelWithObjective, L.LightningModule):
         if t.optimizer == "sgd":
             optimizer = torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         elif t.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+            optimizer = torch.optim.Adam(params, lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay)
         else:
-            optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+            optimizer = torch.optim.AdamW(params, lr=t.lr, betas=(0.9, t.adam_beta2), weight_decay=t.weight_decay)
         if t.scheduler == "none":
             return optimizer
         if t.scheduler == "multistep":
-            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(t.milestones), t.gamma)
+            milestones = list(t.milestones) or [max(int(self.trainer.max_epochs or 1) // 3, 1)]
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, t.gamma)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         steps = int(self.trainer.estimated_stepping_batches)
         if t.scheduler == "cosine":
