@@ -44,33 +44,28 @@ def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None)
         return None
     if choice.parts == ("cgcnn",):
         return atom_table if atom_table is not None else torch.tensor(atom_feature_table("cgcnn"))
+    saved = atom_table is not None and bool(choice.element_parts)
     tables, standardize, widths = [], [], []
     for part in choice.parts:
-        if part == "cgcnn":
-            table = None if atom_table is not None else atom_feature_table("cgcnn")
-            standardize.append(np.zeros(ELEMENT_PARTS[part], dtype=bool))
-        elif part == "cfid":
+        width = ELEMENT_PARTS.get(part, 0)  # a site part's width is set below
+        table = None
+        if part == "cgcnn" and not saved:
+            table = atom_feature_table("cgcnn")
+        elif part == "cfid" and not saved:
             from crystalgnn.features.cfid import cfid_table
 
-            table = None if atom_table is not None else cfid_table(MAX_Z)
-            standardize.append(np.ones(ELEMENT_PARTS[part], dtype=bool))
+            table = cfid_table(MAX_Z)
         elif part == "pretrained":
-            if atom_table is not None:  # the saved table's columns beyond the other element parts
-                other = sum(ELEMENT_PARTS[p] for p in choice.element_parts if p != "pretrained")
-                width = int(atom_table.shape[1]) - other
+            if saved:  # the saved table's columns beyond the other element parts
+                width = int(atom_table.shape[1]) - sum(ELEMENT_PARTS[p] for p in choice.element_parts if p != part)
             else:
                 table = _pretrained_table(choice.pretrained_run or "")
                 width = table.shape[1]
-            standardize.append(np.zeros(width, dtype=bool))
-            widths.append(width)
-            if atom_table is None:
-                tables.append(table)
-            continue
-        else:
-            table = None
         if table is not None:
             tables.append(table)
-        widths.append(ELEMENT_PARTS.get(part, 0))
+        if part in ELEMENT_PARTS:
+            standardize.append(np.full(width, part == "cfid"))  # only CFID's columns are fit on the training atoms
+        widths.append(width)
     orbital = None
     if "ofm" in choice.parts:
         from crystalgnn.features.ofm import orbital_one_hot_table
@@ -78,7 +73,7 @@ def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None)
         orbital = torch.as_tensor(np.array(orbital_one_hot_table()), dtype=torch.float32)  # a writable copy
         size = 39 if features.ofm_period_tag else 32
         widths[choice.parts.index("ofm")] = size * size + size
-    if atom_table is not None and choice.element_parts:
+    if saved:
         element_table = torch.as_tensor(atom_table, dtype=torch.float32).clone()
     else:
         element_table = torch.as_tensor(np.concatenate(tables, axis=1)) if tables else None
