@@ -44,6 +44,11 @@ The reference's 76 edge features are CrysToGraph's own bond features; the brief 
 the CGCNN radius graph with its 41 Gaussians, so every crystal's cached graph serves as is. The
 random element is drawn uniformly from the 100 elements (the reference draws from its vocabulary).
 
+A caveat of the method (the paper's and the reference's alike): in a small cell the other images of
+a selected atom are ordinary atoms of the supercell, often among its 12 nearest neighbours (in a
+2-atom rock-salt cell the 12 nearest of Na are 6 Cl and 6 images of Na itself), so part of the
+accuracy on expanded cells is read off the neighbours rather than inferred from chemistry.
+
 A run directory holds ``config.json`` (the :class:`PretrainConfig`), ``embedding.safetensors`` (+
 ``.json``: the learned element table, row Z = element Z, zero row 0, and the mask token's vector;
 see :mod:`crystalgnn.features.pretrained`), ``model.safetensors`` (+ ``.json``: the whole encoder),
