@@ -87,7 +87,9 @@ class FeatureConfig:
     ``"embedding"`` (a learnable vector per element of the model width), ``"ofm"`` (the per-site
     orbital field matrix, 1024 + 32 = 1056, Z 1–94), ``"cfid"`` (JARVIS's 438 CFID element
     features, imputed and standardised on the training atoms), or several of cgcnn/ofm/cfid joined
-    by ``+`` and concatenated in that order (``"ofm+cfid"``: OCrystalNet's 1494). The model's input
+    by ``+`` and concatenated in that order (``"ofm+cfid"``: OCrystalNet's 1494), or with
+    ``pretrained:RUN`` (the 64-dim element embedding of ``crystalgnn pretrain``, frozen;
+    ``"cgcnn+pretrained:RUN"``: CrysToGraph's 156). The model's input
     layer maps them to its width. ``ofm_period_tag``: matminer's period tag, 39-dim orbital vectors
     (OFM width 39² + 39 = 1560). How bonds are expanded is a setting of each model.
     """
@@ -254,7 +256,11 @@ class RunConfig:
         return dataclasses.replace(self.graph, addons=tuple(sorted(needed)))
 
     def check(self) -> None:
-        """Raise ``ValueError`` for settings that cannot work together, saying what to change."""
+        """Raise ``ValueError`` for settings that cannot work together, saying what to change
+        (``FileNotFoundError`` for a ``pretrained:RUN`` atom feature without its pretraining run)."""
+        from crystalgnn.features.choices import check_atom_features
+
+        check_atom_features(self.features.atom_features)
         name = self.model.name
         needs = registry.get(name).needs(self.model.arch)
         if needs.line_graph and not self.graph.line_graph:

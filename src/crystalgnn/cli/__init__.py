@@ -1,5 +1,5 @@
-"""Command line: ``crystalgnn train | predict | evaluate | featurize | baseline | probe | periodicity |
-importance | cache``. One module per command, each ``add_parser(subparsers)`` + ``run(args)``; the
+"""Command line: ``crystalgnn train | predict | evaluate | pretrain | featurize | baseline | probe |
+periodicity | importance | cache``. One module per command, each ``add_parser(subparsers)`` + ``run(args)``; the
 modules parse arguments and call the library, nothing more. ``crystalgnn COMMAND --help``
 explains each."""
 
@@ -19,6 +19,10 @@ crystalgnn: graph neural networks for crystal properties (CGCNN, ALIGNN, ... on 
   crystalgnn evaluate runs/x labelled_data/                metrics of a run on labelled data
   crystalgnn cache list | prune | clear                    the graph and descriptor cache
 
+CrysToGraph (masked-atom pretraining of an element embedding, for any model):
+  crystalgnn pretrain DATA --run-dir runs/pre              learn element vectors from structures alone
+  crystalgnn train DATA -t NAME --run-dir d --atom-features cgcnn+pretrained:runs/pre
+
 Gong et al. (descriptors, learnability, periodicity):
   crystalgnn featurize DATA -o descriptors.csv              structural descriptor bank
   crystalgnn train DATA -t NAME --run-dir d --descriptors   de-CGCNN (Eq. 14); --hybrid frozen: Eq. S5
@@ -33,7 +37,7 @@ with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated da
 """
 
 #: Command modules, in the order of ``crystalgnn --help``.
-COMMANDS = ("train", "predict", "evaluate", "featurize", "baseline", "probe", "periodicity", "importance", "cache")
+COMMANDS = ("train", "predict", "evaluate", "pretrain", "featurize", "baseline", "probe", "periodicity", "importance", "cache")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

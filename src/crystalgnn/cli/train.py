@@ -37,7 +37,8 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     f.add_argument("--atom-features", metavar="FEATURES",
                    help="atom inputs: cgcnn (92-dim one-hot, default), embedding (learned per element), ofm (orbital field matrix "
                         "per site, 1056), cfid (438 JARVIS element features, standardized on the training atoms), or parts joined "
-                        "by '+': ofm+cfid (OCrystalNet's 1494), cgcnn+ofm (OGCNN-style)")
+                        "by '+': ofm+cfid (OCrystalNet's 1494), cgcnn+ofm (OGCNN-style), cgcnn+pretrained:RUN (CrysToGraph's 156: "
+                        "CGCNN's 92 and the 64-dim element embedding of `crystalgnn pretrain --run-dir RUN`, frozen)")
     f.add_argument("--ofm-period-tag", action="store_true", default=None,
                    help="OFM with matminer's period tag: 39-dim orbital vectors, 39*39+39 = 1560 per site")
     m = tr.add_argument_group("model (every model)")

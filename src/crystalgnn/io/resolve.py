@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from crystalgnn import transforms
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.io.load import load_dataset
@@ -43,3 +45,19 @@ def resolve_dataset(data: Any, targets: Sequence[str | int] = (), transform: str
     # CLI targets arrive as text: a bare number is a 0-based column index.
     targets = [int(t) if str(t).isdigit() else t for t in targets] or None
     return load_dataset(data, targets, transform=transform)
+
+
+def resolve_structures(data: Any, max_items: int | None = None) -> CrystalDataset:
+    """The structures of ``data`` alone (anything :func:`resolve_dataset` reads), for work that needs
+    no target (masked-atom pretraining): target columns are never read, so a missing or non-numeric
+    target leaves no item out. ``max_items`` reads only the first items (rows, files in name order)."""
+    if isinstance(data, CrystalDataset):
+        ds = data if max_items is None else data.subset(range(min(len(data), int(max_items))))
+    elif isinstance(data, str) and data.startswith("chains"):
+        ds = resolve_dataset(data)
+        if max_items is not None:
+            ds = ds.subset(range(min(len(ds), int(max_items))))
+    else:
+        ds = load_dataset(data, [], max_rows=max_items)
+    return CrystalDataset(ids=list(ds.ids), sources=list(ds.sources), targets=np.zeros((len(ds), 0)), target_names=[],
+                          problems=list(ds.problems), meta=dict(ds.meta))

@@ -28,10 +28,14 @@ def output_width(cfg: RunConfig) -> int:
 
 def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None) -> torch.Tensor | AtomFeatures | None:
     """What a model's :class:`~crystalgnn.models.blocks.AtomInput` is built from: ``None`` for a
-    learned embedding, CGCNN's element table for ``"cgcnn"`` (``atom_table`` when a saved model
-    already carries it), otherwise an :class:`AtomFeatures` of the chosen parts. CFID columns are
-    raw until :meth:`AtomFeatures.fit` standardizes them on the training atoms (the model refuses to
-    run before); a saved model's weights hold the fitted table."""
+    learned embedding, CGCNN's element table for ``"cgcnn"``, otherwise an :class:`AtomFeatures` of
+    the chosen parts. CFID columns are raw until :meth:`AtomFeatures.fit` standardizes them on the
+    training atoms (the model refuses to run before); a ``pretrained:RUN`` part reads the element
+    embedding of that pretraining run (frozen: a buffer, never trained).
+
+    ``atom_table``: the element table a saved model already carries in its weights (CGCNN's table,
+    or the element-table parts side by side), used instead of computing or reading it again, so a
+    saved model never needs element data or a pretraining RUN (which may have moved) to load."""
     from crystalgnn.features.atom import atom_feature_table
     from crystalgnn.features.choices import ELEMENT_PARTS, parse_atom_features
 
@@ -40,17 +44,28 @@ def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None)
         return None
     if choice.parts == ("cgcnn",):
         return atom_table if atom_table is not None else torch.tensor(atom_feature_table("cgcnn"))
+    saved = atom_table is not None and bool(choice.element_parts)
     tables, standardize, widths = [], [], []
     for part in choice.parts:
-        if part == "cgcnn":
-            tables.append(atom_feature_table("cgcnn"))
-            standardize.append(np.zeros(ELEMENT_PARTS[part], dtype=bool))
-        elif part == "cfid":
+        width = ELEMENT_PARTS.get(part, 0)  # a site part's width is set below
+        table = None
+        if part == "cgcnn" and not saved:
+            table = atom_feature_table("cgcnn")
+        elif part == "cfid" and not saved:
             from crystalgnn.features.cfid import cfid_table
 
-            tables.append(cfid_table(MAX_Z))
-            standardize.append(np.ones(ELEMENT_PARTS[part], dtype=bool))
-        widths.append(ELEMENT_PARTS.get(part, 0))
+            table = cfid_table(MAX_Z)
+        elif part == "pretrained":
+            if saved:  # the saved table's columns beyond the other element parts
+                width = int(atom_table.shape[1]) - sum(ELEMENT_PARTS[p] for p in choice.element_parts if p != part)
+            else:
+                table = _pretrained_table(choice.pretrained_run or "")
+                width = table.shape[1]
+        if table is not None:
+            tables.append(table)
+        if part in ELEMENT_PARTS:
+            standardize.append(np.full(width, part == "cfid"))  # only CFID's columns are fit on the training atoms
+        widths.append(width)
     orbital = None
     if "ofm" in choice.parts:
         from crystalgnn.features.ofm import orbital_one_hot_table
@@ -58,9 +73,23 @@ def atom_inputs(features: FeatureConfig, atom_table: torch.Tensor | None = None)
         orbital = torch.as_tensor(np.array(orbital_one_hot_table()), dtype=torch.float32)  # a writable copy
         size = 39 if features.ofm_period_tag else 32
         widths[choice.parts.index("ofm")] = size * size + size
-    element_table = torch.as_tensor(np.concatenate(tables, axis=1)) if tables else None
+    if saved:
+        element_table = torch.as_tensor(atom_table, dtype=torch.float32).clone()
+    else:
+        element_table = torch.as_tensor(np.concatenate(tables, axis=1)) if tables else None
     return AtomFeatures(choice.parts, tuple(widths), element_table,
-                        torch.as_tensor(np.concatenate(standardize)) if tables else None, orbital, features.ofm_period_tag)
+                        torch.as_tensor(np.concatenate(standardize)) if standardize else None, orbital, features.ofm_period_tag)
+
+
+def _pretrained_table(run: str) -> np.ndarray:
+    """The (MAX_Z + 1, W) element rows of a pretraining run (row Z = element Z)."""
+    from crystalgnn.features.pretrained import read_embedding
+
+    table, _ = read_embedding(run)
+    if table.shape[0] != MAX_Z + 1:
+        raise ValueError(f"pretrained:{run}: its embedding has {table.shape[0]} rows; the atom features need {MAX_Z + 1} "
+                         f"(Z 0–{MAX_Z}); pretrain again with this version of crystalgnn")
+    return table
 
 
 def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Module:

@@ -198,7 +198,9 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predi
     cfg, layout = load_run_config(run_dir)
     state, _ = load_weights(weights_path)
     state = upgrade_state_dict(state, layout, dict(registry.get(cfg.model.name).legacy_state_keys), cfg.model.task == "classification")
-    # The atom feature table is part of the weights: no need to recompute it from element data.
-    module = build_trained(cfg, atom_table=state.get("model.atom_input.table"))
+    # The atom feature table is part of the weights: no need to recompute it from element data, or
+    # to read a pretraining run again (pretrained:RUN), which may have moved since.
+    table = state.get("model.atom_input.table", state.get("model.atom_input.features.element_table"))
+    module = build_trained(cfg, atom_table=table)
     module.load_state_dict(state)
     return Predictor(module, cfg, device)
