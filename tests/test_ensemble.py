@@ -177,6 +177,10 @@ def test_cli_ensemble_with_bootstrap_then_predict(elasticity_slice, tmp_path, mo
             loaders.append(np.asarray(indices).copy())
         return make_loader(prepared, indices, batch_size, shuffle=shuffle, num_workers=num_workers)
 
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    assert "--ensemble N" in (help_text := capsys.readouterr().out) and "bootstrap resample" in help_text
+
     monkeypatch.setattr(run_module, "make_loader", recording)
     run = tmp_path / "cli-ensemble"
     args = ["train", str(elasticity_slice), "--target", "1", "--transform", "log10", "--run-dir", str(run), "--epochs", "1",
