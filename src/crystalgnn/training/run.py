@@ -291,9 +291,12 @@ def train(
     same ``run_dir`` keeps its finished members and continues a killed one.
     """
     run_dir = Path(run_dir)
-    if (config.train.ensemble if config is not None else ensemble_size(run_dir) if resume else 1) > 1:
-        return _train_ensemble(data, run_dir, config or RunConfig.load(run_dir / "config.json"), resolve_cache_dir(cache_dir), workers, progress,
-                               resume, callbacks)
+    n_members = config.train.ensemble if config is not None else ensemble_size(run_dir) if resume else 1
+    if n_members > 1:  # an ensemble's own directory has no checkpoint: its members have them
+        if resume and not (run_dir / "config.json").exists():
+            raise FileNotFoundError(f"--resume {run_dir}: no config.json there; start the ensemble again without --resume")
+        return _train_ensemble(data, run_dir, config or RunConfig.load(run_dir / "config.json"), resolve_cache_dir(cache_dir),
+                               workers, progress, resume, callbacks)
     started = time.perf_counter()
     saved = saved_config(run_dir) if resume else None  # a clear error before any work when there is nothing to resume
     cfg = config or saved or RunConfig()
