@@ -218,8 +218,19 @@ class TrainConfig:
     #: unless ``mlflow_uri`` is a server's address.
     logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
     mlflow_uri: str = ""
+    #: Members of a deep ensemble (``RUN/members/<k>/``, seeds ``seed + k``, one shared split);
+    #: the run directory then holds the ensemble's mean, spread and calibration. 1: a single run.
+    ensemble: int = 1
+    #: Train on a bootstrap resample of the training split (drawn with ``seed``; with ``ensemble``,
+    #: each member draws its own), so members also differ by their data.
+    bootstrap: bool = False
+    #: Seed of the fraction split when it differs from ``seed`` (an ensemble's members keep the
+    #: split of the ensemble's seed); None: ``seed``.
+    split_seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 (the number of members; 1: a single run), got {self.ensemble}")
         if self.scheduler == "noam":
             if not (self.lr > 0 and self.noam_initial_lr > 0 and self.noam_final_lr > 0):
                 raise ValueError(f"noam schedule: lr ({self.lr}), noam_initial_lr ({self.noam_initial_lr}) and "
@@ -276,7 +287,13 @@ class RunConfig:
                              f"or start from defaults_for({name!r}) / --model {name}")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        data = dataclasses.asdict(self)
+        # Settings added after runs already existed are left out at their defaults, so a plain
+        # run's config.json is the one earlier versions wrote (and they can still read it).
+        for key, default in _OMITTED_AT_DEFAULT["train"].items():
+            if data["train"].get(key) == default:
+                del data["train"][key]
+        return json.dumps(data, indent=2, sort_keys=True)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n")
@@ -292,6 +309,9 @@ class RunConfig:
             data = upgrade_layout_1(data)
         return from_dict(cls, data)
 
+
+#: Settings written to config.json only when they differ from these (see :meth:`RunConfig.to_json`).
+_OMITTED_AT_DEFAULT: dict[str, dict[str, Any]] = {"train": {"ensemble": 1, "bootstrap": False, "split_seed": None}}
 
 #: CGCNN's settings that layout 1 kept at the top of ``model`` and under ``features``.
 _LAYOUT_1_CGCNN_MODEL = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "conv")

@@ -14,7 +14,8 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help=HELP,
                         description="Train a model. The run directory receives config.json, model.safetensors, metrics.json, "
                                     "predictions_<split>.csv, parity.png and learning_curve.png, and checkpoints/ (last and best, "
-                                    "without pickle) from which --resume continues a killed run.")
+                                    "without pickle) from which --resume continues a killed run. With --ensemble N it holds N such "
+                                    "runs in members/<k>/ and their mean, spread and calibration.")
     tr.add_argument("data", nargs="?", help="dataset path or 'chains:short' (see crystalgnn --help)")
     tr.add_argument("--dataset", dest="dataset", help="same as the positional DATA")
     tr.add_argument("--run-dir", help="output folder of the run")
@@ -89,6 +90,14 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
                         "(costs the other threads' speed; see README, Reproducibility)")
     o.add_argument("--precision", choices=["32", "bf16-mixed"],
                    help="32 (default) or bf16-mixed: products and activations in bfloat16, weights in float32 (ALIGNN trained 1.3-2.4x faster on a CPU with AVX-512 BF16; also for GPUs with bfloat16)")
+    e = tr.add_argument_group("ensembles and uncertainty (any model)")
+    e.add_argument("--ensemble", type=int, metavar="N",
+                   help="train N members (seeds seed, seed+1, ...; every member on the split of --seed) into RUN/members/<k>/; "
+                        "the run directory gets their mean, its spread (std over members) as <target>_std columns, calibration.png "
+                        "and calibration figures in metrics.json; training again in the same directory keeps finished members (1)")
+    e.add_argument("--bootstrap", action="store_true", default=None,
+                   help="train on a bootstrap resample of the training split, drawn with the run's (each member's) seed, so members "
+                        "also differ by their data (off)")
     tr.set_defaults(func=run)
     return tr
 
@@ -127,7 +136,7 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
                       num_workers=args.num_workers, threads=args.threads, precision=args.precision, init_from=args.init_from,
                       freeze_encoder=args.freeze_encoder, deterministic=args.deterministic, logger=args.logger,
-                      mlflow_uri=args.mlflow_uri),
+                      mlflow_uri=args.mlflow_uri, ensemble=args.ensemble, bootstrap=args.bootstrap),
     )
 
 
@@ -137,13 +146,16 @@ def run(args: argparse.Namespace) -> int:
     data = args.data or args.dataset
     cache = None if args.no_cache else args.cache_dir
     if args.resume:
+        from crystalgnn.config import RunConfig
+        from crystalgnn.training.ensemble import ensemble_size
         from crystalgnn.training.resume import check_same_settings, saved_config
 
         if args.run_dir and args.run_dir != args.resume:
             raise ValueError(f"--resume {args.resume} continues that run directory; drop --run-dir {args.run_dir}")
         if args.config:
             raise ValueError("--resume takes the settings saved in its run directory; drop --config")
-        saved = saved_config(args.resume)
+        # an ensemble resumes member by member; its own directory holds no checkpoint
+        saved = RunConfig.load(f"{args.resume}/config.json") if ensemble_size(args.resume) > 1 else saved_config(args.resume)
         cfg = config_from_args(args, base=saved, origin=f"--resume {args.resume}")
         check_same_settings(saved, cfg, args.resume)
         result = train(data or saved.data.source, args.resume, cfg, cache_dir=cache, workers=args.workers,

@@ -86,11 +86,11 @@ def kfold_split(
 
 def make_split(prepared: PreparedData, cfg: RunConfig) -> Split:
     """The split ``cfg.train`` asks for over the usable items of ``prepared``: a split file,
-    k-fold (stratified for classification), or seeded fractions."""
+    k-fold (stratified for classification), or seeded fractions (``split_seed``, else ``seed``)."""
     t = cfg.train
     if t.split_file:
         return file_split(prepared.ids, t.split_file)
     if t.kfold:
         labels = prepared.targets[:, 0].astype(int) if cfg.model.task == "classification" else None
         return kfold_split(len(prepared), t.kfold, t.fold, t.kfold_seed, labels=labels)
-    return fraction_split(len(prepared), t.split_fractions, t.seed)
+    return fraction_split(len(prepared), t.split_fractions, t.seed if t.split_seed is None else t.split_seed)

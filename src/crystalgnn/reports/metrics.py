@@ -1,4 +1,5 @@
-"""Metrics of regression (MAE, RMSE, R², MAE/MAD) and classification (accuracy, ROC-AUC)."""
+"""Metrics of regression (MAE, RMSE, R², MAE/MAD), classification (accuracy, ROC-AUC) and of an
+uncertainty estimate σ (Spearman ρ of σ and |error|, coverage of ±1σ and ±2σ)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,25 @@ def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray) -> dic
     except ValueError:
         out["roc_auc"] = float("nan")
     return out
+
+
+def calibration_metrics(y_true: np.ndarray, y_pred: np.ndarray, sigma: np.ndarray) -> dict[str, float]:
+    """How well σ (e.g. an ensemble's spread) tells the error, for 1-D arrays: ``spearman``, the
+    rank correlation of σ and |error| (NaN when either is constant or n < 2); ``coverage_1sigma``
+    and ``coverage_2sigma``, the fractions of items with |error| ≤ σ and ≤ 2σ (a Gaussian error
+    of standard deviation σ gives 0.683 and 0.954); ``mean_sigma``; ``n``."""
+    y_true, y_pred, sigma = (np.asarray(a, float) for a in (y_true, y_pred, sigma))
+    error = np.abs(y_true - y_pred)
+    spearman = float("nan")
+    if len(error) > 1 and np.ptp(error) > 0 and np.ptp(sigma) > 0:  # spearmanr warns and gives NaN on constant input
+        from scipy.stats import spearmanr
+
+        spearman = float(spearmanr(sigma, error).statistic)
+    n = len(error)
+    return {
+        "spearman": spearman,
+        "coverage_1sigma": float(np.mean(error <= sigma)) if n else float("nan"),
+        "coverage_2sigma": float(np.mean(error <= 2 * sigma)) if n else float("nan"),
+        "mean_sigma": float(np.mean(sigma)) if n else float("nan"),
+        "n": int(n),
+    }

@@ -36,6 +36,10 @@ class TrainResult:
                 parts.append(f"test {target}: MAE {m['mae']:.4f}  RMSE {m['rmse']:.4f}  R² {m['r2']:.4f}  MAE/MAD {m['mae_over_mad']:.3f}  (n={m['n']})")
             else:
                 parts.append(f"test {target}: accuracy {m['accuracy']:.4f}  ROC-AUC {m['roc_auc']:.4f}  (n={m['n']})")
+        for target, c in self.metrics.get("calibration", {}).items():
+            target = transforms.learned_name(target, transform)
+            parts.append(f"test {target} σ (spread of {self.metrics['ensemble']['members']} members): Spearman ρ(σ, |error|) "
+                         f"{c['spearman']:.3f}, within ±1σ {c['coverage_1sigma']:.1%}, ±2σ {c['coverage_2sigma']:.1%}")
         if "epochs_run" in self.metrics:
             m = self.metrics
             parts.append(f"epochs run {m['epochs_run']} of {m['max_epochs']} ({m['stop_reason'].replace('_', ' ')}), "
@@ -44,12 +48,14 @@ class TrainResult:
 
 
 def prediction_frame(ids: Sequence[str], truths: np.ndarray | None, values: np.ndarray, target_names: Sequence[str],
-                     classification: bool, transform: str = "none") -> pd.DataFrame:
+                     classification: bool, transform: str = "none", spread: np.ndarray | None = None) -> pd.DataFrame:
     """One row per crystal, the same columns wherever predictions are written (train, evaluate):
     ``id``; for regression ``true_<t>`` / ``pred_<t>`` in the units of the data and, when the run
     learned a transform of the targets, ``true_log10_<t>`` / ``pred_log10_<t>`` as learned (the
     values metrics are computed on); for classification ``true_<t>``, ``predicted_class``,
-    ``prob_<c>``. ``truths=None``: no ``true_`` columns."""
+    ``prob_<c>``. ``truths=None``: no ``true_`` columns. ``spread`` (an ensemble's σ, shaped as
+    ``values``): ``pred_<learned>_std`` after each target's columns, in the learned units (the
+    mean is taken there), or ``prob_<c>_std`` after each probability."""
     frame = pd.DataFrame({"id": list(ids)})
     if classification:
         if truths is not None:
@@ -57,6 +63,8 @@ def prediction_frame(ids: Sequence[str], truths: np.ndarray | None, values: np.n
         frame["predicted_class"] = values.argmax(1) if len(values) else []
         for c in range(values.shape[1]):
             frame[f"prob_{c}"] = values[:, c]
+            if spread is not None:
+                frame[f"prob_{c}_std"] = spread[:, c]
         return frame
     for t, target in enumerate(target_names):
         learned = transforms.learned_name(target, transform)
@@ -66,6 +74,8 @@ def prediction_frame(ids: Sequence[str], truths: np.ndarray | None, values: np.n
         if learned != target:
             for kind, array in columns:
                 frame[f"{kind}_{learned}"] = array[:, t]
+        if spread is not None:
+            frame[f"pred_{learned}_std"] = spread[:, t]
     return frame
 
 
@@ -77,11 +87,13 @@ def write_outputs(
     classification: bool,
     run_dir: Path,
     transform: str = "none",
+    spreads: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Shared by every kind of model (networks and forests): ``predictions[split]`` is (n, T) in
     the units the model learned (after ``transform``), or (n, C) class probabilities. Writes
-    ``predictions_<split>.csv`` (see :func:`prediction_frame`) and the parity/ROC plot of the test
-    split (validation when there is none); returns the metrics, computed on the learned values."""
+    ``predictions_<split>.csv`` (see :func:`prediction_frame`; ``spreads[split]``: an ensemble's
+    σ beside the predictions) and the parity/ROC plot of the test split (validation when there is
+    none); returns the metrics, computed on the learned values."""
     from crystalgnn.reports.plots import parity_plot, roc_plot
 
     metrics: dict[str, Any] = {}
@@ -89,7 +101,8 @@ def write_outputs(
     for name, values in predictions.items():
         idx = split[name]
         y = data.targets[idx]
-        prediction_frame([data.ids[i] for i in idx], y, values, target_names, classification, transform).to_csv(
+        spread = spreads[name] if spreads is not None else None
+        prediction_frame([data.ids[i] for i in idx], y, values, target_names, classification, transform, spread).to_csv(
             run_dir / f"predictions_{name}.csv", index=False)
         if classification:
             metrics[name] = {target_names[0]: classification_metrics(y[:, 0], values)}
@@ -107,6 +120,22 @@ def write_outputs(
                 run_dir / f"parity{suffix}.png", transforms.learned_name(target, transform), metrics[test][target], test,
             )
     return metrics
+
+
+def write_calibration(truths: np.ndarray, values: np.ndarray, spread: np.ndarray, target_names: Sequence[str], run_dir: Path,
+                      transform: str = "none") -> dict[str, dict[str, float]]:
+    """Calibration of σ per target (:func:`~crystalgnn.reports.metrics.calibration_metrics`, in the
+    learned units) and ``calibration.png`` (``calibration_<t>.png`` for several targets)."""
+    from crystalgnn.reports.metrics import calibration_metrics
+    from crystalgnn.reports.plots import calibration_plot
+
+    out: dict[str, dict[str, float]] = {}
+    for t, target in enumerate(target_names):
+        out[target] = calibration_metrics(truths[:, t], values[:, t], spread[:, t])
+        suffix = "" if len(target_names) == 1 else f"_{target}"
+        calibration_plot(spread[:, t], np.abs(truths[:, t] - values[:, t]), run_dir / f"calibration{suffix}.png",
+                         transforms.learned_name(target, transform), out[target])
+    return out
 
 
 def write_metrics(metrics: dict[str, Any], run_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""Plots people would rather look at than read: parity, ROC and learning curves (PNG)."""
+"""Plots people would rather look at than read: parity, ROC, calibration and learning curves (PNG)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,30 @@ def parity_plot(
     if metrics:
         title += f"\n{metrics_of} MAE {metrics.get('mae', float('nan')):.4g}, R² {metrics.get('r2', float('nan')):.3f}"
     ax.set(xlabel=f"true {target}", ylabel=f"predicted {target}", title=title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def calibration_plot(sigma: np.ndarray, abs_error: np.ndarray, path: str | Path, target: str = "target",
+                     metrics: dict | None = None, n_bins: int = 10) -> None:
+    """|error| against the predicted σ: each item faintly, and the mean of both in ``n_bins`` bins
+    of equal count ordered by σ, with the line y = x (an honest σ puts the bins near it; for a
+    Gaussian error the mean |error| is 0.8 σ)."""
+    sigma, abs_error = np.asarray(sigma, float), np.asarray(abs_error, float)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.scatter(sigma, abs_error, s=6, alpha=0.3, color="#9ecae1", label="items")
+    if len(sigma):
+        bins = [b for b in np.array_split(np.argsort(sigma, kind="stable"), min(n_bins, len(sigma))) if len(b)]
+        ax.plot([sigma[b].mean() for b in bins], [abs_error[b].mean() for b in bins], "o-", color="#31a354", label="binned mean")
+        hi = max(float(sigma.max()), float(abs_error.max())) or 1.0
+        ax.plot([0, hi], [0, hi], "k--", lw=1, label="y = x")
+    title = f"{target}"
+    if metrics:
+        title += (f"\nSpearman ρ {metrics.get('spearman', float('nan')):.3f}, within ±1σ {metrics.get('coverage_1sigma', float('nan')):.2f}, "
+                  f"±2σ {metrics.get('coverage_2sigma', float('nan')):.2f}")
+    ax.set(xlabel=f"predicted σ of {target} (ensemble spread)", ylabel=f"|error| of {target}", title=title)
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path)

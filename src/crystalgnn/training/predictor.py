@@ -2,7 +2,9 @@
 predicts graphs built with the run's own settings, in input order.
 
 Nothing here executes code from the run directory: ``config.json`` is JSON, the weights are
-safetensors. Runs written before the model registry (config layout 1) are upgraded on load.
+safetensors. Runs written before the model registry (config layout 1) are upgraded on load. An
+ensemble run directory (:mod:`crystalgnn.training.ensemble`) loads as an :class:`EnsemblePredictor`:
+the members' mean, with their spread in :attr:`Predictions.spread`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from crystalgnn.errors import DatasetError
 from crystalgnn.io.inputs import sources_from_inputs
 from crystalgnn.models import build_model
 from crystalgnn.training.checkpoint import load_weights, upgrade_state_dict
+from crystalgnn.training.ensemble import ensemble_size, mean_and_spread, member_dir
 from crystalgnn.training.objectives import ModelWithObjective, Objective, make_objective
 
 log = logging.getLogger("crystalgnn")
@@ -52,12 +55,14 @@ def build_trained(cfg: RunConfig, atom_table: Tensor | None = None) -> TrainedMo
 class Predictions:
     """``values``: (n, T) predictions in target units, or (n, C) class probabilities;
     ``embeddings``: (n, F) pooled crystal vectors; ``sites``: per crystal (N_i, T) site
-    contributions (site pooling only), else None."""
+    contributions (site pooling only), else None; ``spread``: an ensemble's standard deviation
+    over members, shaped as ``values`` (None for a single model)."""
 
     ids: list[str]
     values: np.ndarray
     embeddings: np.ndarray
     sites: list[np.ndarray] | None = None
+    spread: np.ndarray | None = None
 
 
 class Predictor:
@@ -144,6 +149,8 @@ class Predictor:
             frame["predicted_class"] = pred.values.argmax(1) if len(pred.values) else []
             for c in range(pred.values.shape[1]):
                 frame[f"prob_{c}"] = pred.values[:, c]
+                if pred.spread is not None:
+                    frame[f"prob_{c}_std"] = pred.spread[:, c]
         else:
             transform = self.cfg.data.transform
             for t, name in enumerate(self.target_names):
@@ -151,11 +158,41 @@ class Predictor:
                 frame[name] = transforms.inverse(pred.values[:, t], transform) if learned != name else pred.values[:, t]
                 if learned != name:
                     frame[learned] = pred.values[:, t]  # what the model learned (log10_<target>)
+                if pred.spread is not None:
+                    frame[f"{learned}_std"] = pred.spread[:, t]  # in the learned units, where the mean is taken
         if data is not None:
             frame.attrs["skipped"] = [(p.id, p.reason) for p in data.problems]
             if data.problems and len(pred.ids) == len(data):
                 frame = _with_skipped_rows(frame, data)
         return frame
+
+
+class EnsemblePredictor(Predictor):
+    """The members of an ensemble run as one predictor: :meth:`predict_store` gives the members'
+    mean in ``values`` and their standard deviation in ``spread`` (probabilities for
+    classification), site contributions averaged, and the members' embeddings side by side
+    (each member learned its own space, so they are not averaged); :meth:`predict` adds a
+    ``<target>_std`` column (learned units) beside each target."""
+
+    def __init__(self, members: Sequence[Predictor], cfg: RunConfig) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = list(members)
+        self.cfg = cfg
+        self.device = self.members[0].device
+        self.module = self.members[0].module  # the task and shapes, shared by every member
+
+    @torch.no_grad()
+    def predict_store(self, data: Any, indices: np.ndarray | None = None, batch_size: int | None = None) -> Predictions:
+        if not isinstance(data, PreparedData):
+            data = self.prepare(data)  # once: every member uses the same graphs
+        each = [m.predict_store(data, indices, batch_size) for m in self.members]
+        mean, spread = mean_and_spread([p.values for p in each])
+        sites = None
+        if each[0].sites is not None:
+            sites = [np.mean(np.stack([np.asarray(p.sites[g], np.float64) for p in each]), axis=0) for g in range(len(each[0].sites))]  # type: ignore[index]
+        return Predictions(ids=each[0].ids, values=mean, embeddings=np.concatenate([p.embeddings for p in each], axis=1),
+                           sites=sites, spread=spread)
 
 
 def _with_skipped_rows(frame: pd.DataFrame, data: PreparedData) -> pd.DataFrame:
@@ -189,8 +226,17 @@ def load_run_config(run_dir: str | Path) -> tuple[RunConfig, int]:
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predictor:
-    """Load a trained run (``config.json`` + ``model.safetensors``; no pickle is ever executed)."""
+    """Load a trained run (``config.json`` + ``model.safetensors``; no pickle is ever executed),
+    or an ensemble run (its members, as an :class:`EnsemblePredictor`)."""
     run_dir = Path(run_dir)
+    n_members = ensemble_size(run_dir)
+    if n_members > 1:
+        missing = [str(member_dir(run_dir, k)) for k in range(n_members) if not (member_dir(run_dir, k) / "model.safetensors").exists()]
+        if missing:
+            raise FileNotFoundError(f"{run_dir} is an ensemble of {n_members} whose member(s) {', '.join(missing)} have not finished "
+                                    "training; run the same training again in that directory to complete it")
+        cfg, _ = load_run_config(run_dir)
+        return EnsemblePredictor([load_model(member_dir(run_dir, k), device) for k in range(n_members)], cfg)
     config_path, weights_path = run_dir / "config.json", run_dir / "model.safetensors"
     for path in (config_path, weights_path):
         if not path.exists():

@@ -12,11 +12,24 @@ A run directory holds::
     learning_curve.png       loss and validation metric per epoch
     logs/                    Lightning's CSV log
     skipped.csv              items left out with on_error="skip", and why
+
+With ``TrainConfig(ensemble=N)`` (CLI ``--ensemble N``) the run directory is an ensemble's::
+
+    config.json              the ensemble's RunConfig (train.ensemble = N, train.bootstrap)
+    members/<k>/             member k = 0..N-1, a run directory as above (seed + k, the same split)
+    predictions_<split>.csv  the members' mean in the columns above, pred_<t>_std beside them
+    metrics.json             metrics of the mean; calibration of σ on the test split (written last)
+    calibration.png          test |error| against σ, binned, with y = x
+    parity.png / roc.png     of the mean
+    skipped.csv              as above
+
+(see :mod:`crystalgnn.training.ensemble`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 import warnings
@@ -35,13 +48,14 @@ from crystalgnn.errors import DatasetError, NonFiniteLossError, write_problems
 from crystalgnn.io.resolve import resolve_dataset
 from crystalgnn.models.blocks import MAX_Z, AtomFeatures
 from crystalgnn.paths import resolve_cache_dir
-from crystalgnn.reports.outputs import TrainResult, write_metrics, write_outputs
+from crystalgnn.reports.outputs import TrainResult, write_calibration, write_metrics, write_outputs
 from crystalgnn.reports.plots import learning_curve_plot
 from crystalgnn.training.checkpoint import load_weights, save_weights
+from crystalgnn.training.ensemble import bootstrap_rows, ensemble_size, member_config, member_dir
 from crystalgnn.training.hybrid import descriptor_statistics, initialize_from
 from crystalgnn.training.module import CrystalModule, build_module, count_parameters
 from crystalgnn.training.objectives import TargetNormalizer, normalizer_mode
-from crystalgnn.training.predictor import Predictor
+from crystalgnn.training.predictor import Predictor, load_model
 from crystalgnn.training.resume import (
     ResumeState,
     check_same_settings,
@@ -176,6 +190,84 @@ def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: Prepared
     return metrics
 
 
+def _member_to_train(member: Path, expected: RunConfig) -> str:
+    """What member ``member`` of an ensemble needs: "finished" (kept), "resume" (continue its last
+    checkpoint) or "train" (from the start). A member trained with other settings is an error."""
+    if not (member / "config.json").exists():
+        return "train"
+    finished = (member / "metrics.json").exists()
+    if not finished and not last_checkpoint(member).exists():
+        return "train"  # killed before its first epoch ended: nothing to keep
+    t = expected.train
+    if expected.model.descriptors and expected.model.hybrid == "frozen" and not t.init_from:  # as train() saves it
+        expected = dataclasses.replace(expected, train=dataclasses.replace(t, init_from=str(member / "representation"), freeze_encoder=True))
+    try:
+        check_same_settings(RunConfig.load(member / "config.json"), expected, member, ignore_targets=False)
+    except ValueError as err:
+        raise ValueError(f"ensemble member {member} was trained with other settings than this ensemble's; train the ensemble "
+                         f"in a new run directory, or delete {member.parent} to retrain its members\n{err}") from None
+    return "finished" if finished else "resume"
+
+
+def _train_ensemble(data: Any, run_dir: Path, cfg: RunConfig, cache: Any, workers: int, progress: bool, resume: bool,
+                    callbacks: list[L.Callback] | None) -> TrainResult:
+    """``cfg.train.ensemble`` members in ``run_dir/members/<k>``, one after the other, then the
+    ensemble's predictions, metrics and calibration (see :mod:`crystalgnn.training.ensemble`)."""
+    started = time.perf_counter()
+    n = cfg.train.ensemble
+    if cfg.train.devices > 1:
+        raise ValueError(f"an ensemble trains its members one after the other on one device; drop devices={cfg.train.devices} "
+                         "(CLI --devices), or train the members as separate runs")
+    if resume and (run_dir / "metrics.json").exists():
+        raise ValueError(f"--resume {run_dir}: that ensemble has finished (metrics.json exists); nothing to resume")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").unlink(missing_ok=True)  # the ensemble is finished when it is written again
+    set_threads(cfg.train.threads, cfg.train.deterministic)
+    quiet_lightning()
+    # The data are prepared once here (for the ensemble's own predictions); each member prepares
+    # them again, reading the graphs this pass left in the cache.
+    dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
+    prepared = _prepare_data(dataset, cfg, run_dir, cache, workers, progress)
+    cfg = finalize_config(cfg, dataset, prepared)
+    split = make_split(prepared, cfg)
+    if resume:
+        check_same_settings(RunConfig.load(run_dir / "config.json"), cfg, run_dir, ignore_targets=False)
+    cfg.save(run_dir / "config.json")
+    members: list[dict[str, Any]] = []
+    for k in range(n):
+        member, member_cfg = member_dir(run_dir, k), member_config(cfg, k)
+        todo = _member_to_train(member, member_cfg)
+        if todo == "finished":
+            log.warning("ensemble member %d of %d: finished in %s, kept", k + 1, n, member)
+        else:
+            log.warning("ensemble member %d of %d (seed %d%s): %s in %s", k + 1, n, member_cfg.train.seed,
+                        ", bootstrap" if member_cfg.train.bootstrap else "", "resuming" if todo == "resume" else "training", member)
+            train(dataset, member, member_cfg, cache_dir=cache, workers=workers, progress=progress, resume=todo == "resume",
+                  callbacks=callbacks)
+        m = json.loads((member / "metrics.json").read_text())
+        members.append({"dir": str(Path("members") / str(k)), "seed": member_cfg.train.seed, "best_epoch": m.get("best_epoch"),
+                        "epochs_run": m.get("epochs_run"), "test": m.get("test", {})})
+    # Predicted as load_model(run_dir) predicts (on the CPU), so a loaded ensemble gives these numbers.
+    predictor = load_model(run_dir)
+    predicted = {name: predictor.predict_store(prepared, idx) for name, idx in split.items() if len(idx)}
+    classification = predictor.module.is_classification
+    metrics = write_outputs(prepared, split, {k: p.values for k, p in predicted.items()}, predictor.target_names, classification,
+                            run_dir, cfg.data.transform, spreads={k: p.spread for k, p in predicted.items()})  # type: ignore[misc]
+    if not classification:
+        test = "test" if "test" in predicted else "val"
+        metrics["calibration"] = write_calibration(prepared.targets[split[test]], predicted[test].values, predicted[test].spread,  # type: ignore[arg-type]
+                                                   predictor.target_names, run_dir, cfg.data.transform)
+        metrics["calibration_split"] = test
+    metrics["target_transform"] = cfg.data.transform
+    metrics["ensemble"] = {"members": n, "bootstrap": cfg.train.bootstrap, "seeds": [m["seed"] for m in members],
+                           "split_seed": member_config(cfg, 0).train.split_seed, "spread": "standard deviation over members (ddof=0)"}
+    metrics["members"] = members
+    metrics["n_skipped"] = len(prepared.problems)
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
+    write_metrics(metrics, run_dir)  # last: an ensemble directory with metrics.json is finished
+    return TrainResult(run_dir, metrics, len(prepared.problems))
+
+
 def train(
     data: Any,
     run_dir: str | Path,
@@ -194,9 +286,18 @@ def train(
     ``resume=True``: continue the killed run in ``run_dir`` from its last checkpoint
     (``config`` defaults to the saved one; settings and data must be the same, see
     :mod:`crystalgnn.training.resume`). ``callbacks``: extra Lightning callbacks.
+    ``config.train.ensemble > 1``: an ensemble of that many members, each an ordinary run in
+    ``run_dir/members/<k>`` (see :mod:`crystalgnn.training.ensemble`); training it again in the
+    same ``run_dir`` keeps its finished members and continues a killed one.
     """
-    started = time.perf_counter()
     run_dir = Path(run_dir)
+    n_members = config.train.ensemble if config is not None else ensemble_size(run_dir) if resume else 1
+    if n_members > 1:  # an ensemble's own directory has no checkpoint: its members have them
+        if resume and not (run_dir / "config.json").exists():
+            raise FileNotFoundError(f"--resume {run_dir}: no config.json there; start the ensemble again without --resume")
+        return _train_ensemble(data, run_dir, config or RunConfig.load(run_dir / "config.json"), resolve_cache_dir(cache_dir),
+                               workers, progress, resume, callbacks)
+    started = time.perf_counter()
     saved = saved_config(run_dir) if resume else None  # a clear error before any work when there is nothing to resume
     cfg = config or saved or RunConfig()
     cfg.check()
@@ -227,7 +328,8 @@ def train(
     if imputed:
         write_imputed_elements(imputed, run_dir / "imputed_elements.csv")
     t = cfg.train
-    train_loader = make_loader(prepared, split["train"], t.batch_size, shuffle=True, num_workers=t.num_workers)
+    train_rows = bootstrap_rows(split["train"], t.seed) if t.bootstrap else split["train"]
+    train_loader = make_loader(prepared, train_rows, t.batch_size, shuffle=True, num_workers=t.num_workers)
     val_loader = make_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
     state = ResumeState(fingerprint, train_loader.batch_sampler.sampler)  # type: ignore[union-attr]
     run = make_trainer(t, run_dir, module.objective.monitor, progress, [state, *(callbacks or [])])
