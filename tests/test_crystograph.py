@@ -206,6 +206,13 @@ def test_etgc_equals_its_equations_term_by_term():
         slow = _etgc_by_the_equations(conv, x, edge_index, e)
     torch.testing.assert_close(fast[0], slow[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast[1], slow[1], atol=1e-5, rtol=1e-5)
+    # the line graph's form: the same node update with K_e∘W_e, V_e∘W_e composed; edges unchanged
+    fixed = EdgeTransformerConv(width=10, edge_width=6, heads=2, head_dim=4, update_edges=False).eval()
+    fixed.load_state_dict(conv.state_dict(), strict=False)
+    with torch.no_grad():
+        nodes, edges = fixed(x, edge_index, e)
+    torch.testing.assert_close(nodes, slow[0], atol=1e-5, rtol=1e-5)
+    assert edges is e and not hasattr(fixed, "edge_ffn")
 
 
 def test_crystal_attention_equals_dense_masked_attention_and_ignores_the_rest_of_the_batch():

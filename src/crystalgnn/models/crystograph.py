@@ -37,9 +37,9 @@ edge states e (width F_e); messages j → i, H heads of width d (:class:`EdgeTra
 
 with the feed-forward layers 4× wide. A block updates the line graph first (nodes: bonds, width
 76, 8 heads of 24; edges: bond pairs, width 30), then the atom graph (nodes: atoms, 256, 8 heads of
-32; edges: the bonds just updated). The reference discards the updated bond-pair states after
-each block (every block starts from the embedded cosines); here they carry on to the next block,
-as in ALIGNN.
+32; edges: the bonds just updated). As in the reference, the bond-pair states are not updated:
+every block reads the embedded cosines (the reference computes the update and discards it, so it
+is not computed here: the line graph's ~144 pairs per atom set the cost of the model).
 
 After the blocks: batch norm on atoms and on bonds, then the positional encodings
 (:mod:`crystalgnn.graphs.positional`: 20 Laplacian eigenvectors, whose signs are flipped at random
@@ -138,11 +138,15 @@ class EdgeTransformerConv(nn.Module):
         edge_width: edge state width F_e.
         heads: H.
         head_dim: d, the width of one head.
+        update_edges: also return updated edge states; False returns the edges unchanged and
+            skips their update (the line graph's bond pairs, whose updates the reference discards):
+            then the edge terms of K_e and V_e are one product of e with K_e∘W_e and V_e∘W_e, the
+            same numbers without the (E, H, d) intermediate, on the line graph's many pairs.
     """
 
-    def __init__(self, width: int, edge_width: int, heads: int, head_dim: int) -> None:
+    def __init__(self, width: int, edge_width: int, heads: int, head_dim: int, update_edges: bool = True) -> None:
         super().__init__()
-        self.heads, self.head_dim = heads, head_dim
+        self.heads, self.head_dim, self.update_edges = heads, head_dim, update_edges
         inner = heads * head_dim
         self.query = nn.Linear(width, inner)
         self.key = nn.Linear(width, inner)
@@ -151,37 +155,56 @@ class EdgeTransformerConv(nn.Module):
         self.edge_key = nn.Linear(3 * head_dim, head_dim)  # K_e
         self.edge_value = nn.Linear(3 * head_dim, head_dim)  # V_e
         self.node_out = nn.Linear(inner, width)  # W_O
-        self.edge_out = nn.Linear(inner, edge_width)  # W_FE
         self.node_norm = nn.LayerNorm(width)
-        self.edge_norm = nn.LayerNorm(edge_width)
         self.node_ffn = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width), nn.BatchNorm1d(width))
-        self.edge_ffn = nn.Sequential(nn.Linear(edge_width, 4 * edge_width), nn.GELU(), nn.Linear(4 * edge_width, edge_width),
-                                      nn.BatchNorm1d(edge_width))
+        if update_edges:
+            self.edge_out = nn.Linear(inner, edge_width)  # W_FE
+            self.edge_norm = nn.LayerNorm(edge_width)
+            self.edge_ffn = nn.Sequential(nn.Linear(edge_width, 4 * edge_width), nn.GELU(), nn.Linear(4 * edge_width, edge_width),
+                                          nn.BatchNorm1d(edge_width))
 
     def forward(self, x: Tensor, edge_index: Tensor, e: Tensor) -> tuple[Tensor, Tensor]:
         """x (N, F), edge_index (2, E) rows (source j, target i), e (E, F_e) → (x', e')."""
         source, target = edge_index
         n, h, d = x.shape[0], self.heads, self.head_dim
         q, k, v = (layer(x).view(n, h, d) for layer in (self.query, self.key, self.value))
-        eps = self.edge_project(e).view(-1, h, d)
-        k_edge = _joint_linear(self.edge_key, k, eps, source, target)
+        eps, k_on_edge, v_on_edge = self._edge_terms(e)
+        k_edge = _node_terms(self.edge_key, k, source, target) + k_on_edge
         score = (q.index_select(0, target) * k_edge).sum(-1) / math.sqrt(d)  # (E, H)
         alpha = softmax(score, target, num_nodes=n).unsqueeze(-1)
-        v_edge = _joint_linear(self.edge_value, v, eps, source, target)
+        v_edge = _node_terms(self.edge_value, v, source, target) + v_on_edge
         aggregated = scatter(alpha * v_edge, target, dim=0, dim_size=n, reduce="sum")
         x = x + self.node_norm(self.node_out(aggregated.reshape(n, h * d)))
+        x = F.softplus(x + self.node_ffn(x))
+        if not self.update_edges:
+            return x, e
         e = e + self.edge_norm(self.edge_out((alpha * eps).reshape(-1, h * d)))
-        return F.softplus(x + self.node_ffn(x)), F.softplus(e + self.edge_ffn(e))
+        return x, F.softplus(e + self.edge_ffn(e))
+
+    def _edge_terms(self, e: Tensor) -> tuple[Tensor | None, Tensor, Tensor]:
+        """ε = W_e e (E, H, d) (None when edges are not updated) and the ε blocks of K_e and V_e
+        applied to it, with their biases."""
+        h, d = self.heads, self.head_dim
+        on_key, on_value = self.edge_key.weight[:, 2 * d :], self.edge_value.weight[:, 2 * d :]
+        if self.update_edges:
+            eps = self.edge_project(e).view(-1, h, d)
+            return eps, F.linear(eps, on_key, self.edge_key.bias), F.linear(eps, on_value, self.edge_value.bias)
+        per_head = self.edge_project.weight.view(h, d, -1)  # W_e of each head, (H, d, F_e)
+        composed = torch.cat([torch.einsum("ij,hjf->hif", on_key, per_head).reshape(h * d, -1),
+                              torch.einsum("ij,hjf->hif", on_value, per_head).reshape(h * d, -1)])
+        bias = torch.cat([self.edge_key.bias.repeat(h), self.edge_value.bias.repeat(h)])
+        k_part, v_part = F.linear(e, composed, bias).view(-1, 2, h, d).unbind(1)
+        return None, k_part, v_part
 
 
-def _joint_linear(layer: nn.Linear, nodes: Tensor, eps: Tensor, source: Tensor, target: Tensor) -> Tensor:
-    """``layer([nodes_i ⊕ nodes_j ⊕ eps_ij])`` for every edge j → i, computed as the sum of the three
-    column blocks of its weight applied separately: the node blocks act once per node and are then
-    gathered, instead of concatenating and multiplying (E, H, 3d) rows (the same numbers, ~3× less
-    work on the line graph's many pairs). nodes (N, H, d), eps (E, H, d) → (E, H, d)."""
-    on_target, on_source, on_edge = layer.weight.chunk(3, dim=1)
-    return ((nodes @ on_target.T).index_select(0, target) + (nodes @ on_source.T).index_select(0, source)
-            + F.linear(eps, on_edge, layer.bias))
+def _node_terms(layer: nn.Linear, nodes: Tensor, source: Tensor, target: Tensor) -> Tensor:
+    """The node blocks of ``layer([nodes_i ⊕ nodes_j ⊕ ε_ij])`` for every edge j → i: its weight's
+    first two column blocks act once per node and are then gathered, instead of concatenating and
+    multiplying (E, H, 3d) rows (the same numbers, several times less work on the line graph's many
+    pairs; the ε block is :meth:`EdgeTransformerConv._edge_terms`). nodes (N, H, d) → (E, H, d)."""
+    d = nodes.shape[-1]
+    on_target, on_source = layer.weight[:, :d], layer.weight[:, d : 2 * d]
+    return (nodes @ on_target.T).index_select(0, target) + (nodes @ on_source.T).index_select(0, source)
 
 
 def crystal_attention(q: Tensor, k: Tensor, v: Tensor, sizes: Tensor) -> Tensor:
@@ -317,7 +340,8 @@ class CrysToGraph(nn.Module):
             bond_features += self.polar_expansion.num_features + self.azimuth_expansion.num_features
         self.bond_input = nn.Linear(bond_features, edge_width)
         self.angle_input = nn.Linear(self.cosine_expansion.num_features, angle_width) if line_graph else None
-        self.line_convs = nn.ModuleList(EdgeTransformerConv(edge_width, angle_width, heads, bond_head_dim)
+        # bond pairs keep their embedded cosines: the reference discards their updates (above)
+        self.line_convs = nn.ModuleList(EdgeTransformerConv(edge_width, angle_width, heads, bond_head_dim, update_edges=False)
                                         for _ in range(etgc_layers)) if line_graph else None
         self.atom_convs = nn.ModuleList(EdgeTransformerConv(hidden, edge_width, heads, atom_head_dim) for _ in range(etgc_layers))
         self.atom_norm = nn.BatchNorm1d(hidden)
