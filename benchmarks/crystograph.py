@@ -19,6 +19,10 @@ Studies (``--study``; each a list of *cells*, one training run each):
   (CGCNN's 92 ⊕ the 64-dim masked-atom embedding, ``--pretrained RUN``), ``cgcnn``, and
   ``crystograph-ens5``: a 5-member ensemble (seeds 123–127, the budget is per member), whose
   summary adds each member's test MAE and the calibration (Spearman σ vs |error|, ±1σ/±2σ coverage).
+* ``rotation`` (no training; after ``elastic-G``): 100 random test crystals of elastic-G, each
+  rotated by a random proper rotation (seed 0), predicted by the ``crystograph`` (invariant edge
+  features) and ``crystograph-reference`` (lab-frame angles) runs: the largest and the mean change
+  of the prediction, beside each run's test MAE.
 * ``speed``: training crystals/s and peak RSS over ``--speed-epochs`` epochs on mp_elasticity3k,
   fp32 and bf16-mixed, CrysToGraph beside CGCNN and ALIGNN-64.
 
@@ -305,9 +309,48 @@ def _bar_chart(studies: list[str], rows: list[dict[str, Any]], path: Path) -> No
     plt.close(fig)
 
 
+def rotation_study(args: argparse.Namespace) -> dict[str, Any]:
+    """Predictions of the elastic-G runs for 100 rotated test crystals (module docstring)."""
+    import numpy as np
+    import pandas as pd
+    from pymatgen.core.operations import SymmOp
+
+    from crystalgnn.predict import load_model
+    from crystalgnn.structures.parse import parse_structure
+
+    rng = np.random.default_rng(0)
+    runs = {cell: args.out / "elastic-G" / cell for cell in ("crystograph", "crystograph-reference")}
+    tests = pd.read_csv(runs["crystograph"] / "predictions_test.csv")["id"].astype(str).tolist()
+    chosen = [tests[k] for k in np.sort(rng.choice(len(tests), size=min(100, len(tests)), replace=False))]
+    originals = [parse_structure(DATA / "mp_elasticity3k" / f"{i}.cif") for i in chosen]
+    rotated = []
+    for structure in originals:
+        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+        q *= np.sign(np.linalg.det(q))  # a proper rotation
+        turned = structure.copy()
+        turned.apply_operation(SymmOp.from_rotation_and_translation(q, [0.0, 0.0, 0.0]))
+        rotated.append(turned)
+    result: dict[str, Any] = {"crystals": len(chosen), "rows": []}
+    for cell, run in runs.items():
+        model = load_model(run)
+        frames = [model.predict(structures, ids=chosen) for structures in (originals, rotated)]
+        column = next(c for c in frames[0].columns if c.startswith("log10_"))  # the learned units
+        before, after = (frame[column].to_numpy() for frame in frames)
+        change = np.abs(after - before)
+        summary = json.loads((args.out / "elastic-G" / f"{cell}.json").read_text())
+        row = {"cell": cell, "edge_features": summary["settings"]["arch"]["edge_features"], "max_change": float(change.max()),
+               "mean_change": float(change.mean()), "test_mae": summary["test_mae"]}
+        result["rows"].append(row)
+        print(f"  {cell:24s} ({row['edge_features']:9s}) max |Δ prediction| {row['max_change']:.2e}  mean {row['mean_change']:.2e}  "
+              f"(log10 GPa; test MAE {row['test_mae']:.4f})")
+    (RESULTS / "crystograph-rotation.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", choices=[*sorted(STUDIES), "size"], required=True, help="a study, or 'size' to collect the three size bins")
+    parser.add_argument("--study", choices=[*sorted(STUDIES), "size", "rotation"], required=True,
+                        help="a study; 'size' collects the three size bins; 'rotation' reads the elastic-G runs")
     parser.add_argument("--cells", help="comma-separated cells of the study (default: all)")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell in this process
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per cell (10)")
@@ -328,6 +371,9 @@ def main() -> None:
         return
     if args.study == "size":
         collect(list(SIZE_BINS), args)
+        return
+    if args.study == "rotation":
+        rotation_study(args)
         return
     cells = args.cells.split(",") if args.cells else list(STUDIES[args.study])
     unknown = [c for c in cells if c not in CELLS]

@@ -174,9 +174,10 @@ class TrainConfig:
     #: Adam/AdamW's second-moment decay β₂ (PyTorch's 0.999; CrysToGraph trains with 0.99).
     adam_beta2: float = 0.999
     #: Learning-rate schedule: one-cycle (peak ``lr`` at 30 %), cosine, multistep (``milestones``,
-    #: ``gamma``; no milestones: one step at a third of the epochs, CrysToGraph's run script), none, or noam (chemprop's NoamLR, as CMPNN and OCrystalNet train: per step,
-    #: linear warm-up from ``noam_initial_lr`` to ``lr`` over ``noam_warmup_epochs`` epochs, then
-    #: exponential decay reaching ``noam_final_lr`` at the last step).
+    #: ``gamma``; no milestones: one step at a third of the epochs, CrysToGraph's run script), none,
+    #: or noam (chemprop's NoamLR, as CMPNN and OCrystalNet train: per step, linear warm-up from
+    #: ``noam_initial_lr`` to ``lr`` over ``noam_warmup_epochs`` epochs, then exponential decay
+    #: reaching ``noam_final_lr`` at the last step).
     scheduler: Literal["cosine", "onecycle", "multistep", "none", "noam"] = "onecycle"
     milestones: tuple[int, ...] = (100,)
     gamma: float = 0.1
@@ -311,7 +312,7 @@ class RunConfig:
 
 
 #: Settings written to config.json only when they differ from these (see :meth:`RunConfig.to_json`).
-_OMITTED_AT_DEFAULT: dict[str, dict[str, Any]] = {"train": {"ensemble": 1, "bootstrap": False, "split_seed": None}}
+_OMITTED_AT_DEFAULT: dict[str, dict[str, Any]] = {"train": {"ensemble": 1, "bootstrap": False, "split_seed": None, "adam_beta2": 0.999}}
 
 #: CGCNN's settings that layout 1 kept at the top of ``model`` and under ``features``.
 _LAYOUT_1_CGCNN_MODEL = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "conv")
