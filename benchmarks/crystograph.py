@@ -23,6 +23,8 @@ Studies (``--study``; each a list of *cells*, one training run each):
   rotated by a random proper rotation (seed 0), predicted by the ``crystograph`` (invariant edge
   features) and ``crystograph-reference`` (lab-frame angles) runs: the largest and the mean change
   of the prediction, beside each run's test MAE.
+* ``qmof-steps`` (no training to convergence): training crystals/s of each qmof5k model on 64 MOFs,
+  i.e. what one QMOF epoch costs here.
 * ``speed``: training crystals/s and peak RSS over ``--speed-epochs`` epochs on mp_elasticity3k,
   fp32 and bf16-mixed, CrysToGraph beside CGCNN and ALIGNN-64.
 
@@ -347,10 +349,51 @@ def rotation_study(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def qmof_step_rate(args: argparse.Namespace, crystals: int = 64, batch_size: int = 16) -> dict[str, Any]:
+    """Training crystals/s of each model on ``crystals`` MOFs of the qmof5k subset (forward,
+    backward and an AdamW step per batch of ``batch_size``, after one warm-up batch, one thread):
+    what a QMOF epoch costs each model on this machine, without training one."""
+    import numpy as np
+    import torch
+
+    from crystalgnn.data.prepared import prepare
+    from crystalgnn.models import build_model
+    from crystalgnn.paths import resolve_cache_dir
+
+    torch.set_num_threads(max(args.threads, 1))
+    data, _, _ = dataset("qmof5k", args)
+    data = data.subset(list(range(crystals)))
+    rows = []
+    for cell in STUDIES["qmof5k"]:
+        cfg = cell_config("qmof5k", cell, args, None, "none")
+        prepared = prepare(data, cfg.graph_inputs(), cfg.features, resolve_cache_dir(args.graph_cache), workers=1, progress=False)
+        torch.manual_seed(0)
+        model = build_model(cfg).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        batches = [prepared.store.collate(np.arange(k, min(k + batch_size, len(prepared.ids)))) for k in range(0, len(prepared.ids), batch_size)]
+        seconds = []
+        for batch in batches:
+            start = time.perf_counter()
+            model(batch).prediction.square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            seconds.append(time.perf_counter() - start)
+        rate = batch_size * (len(batches) - 1) / sum(seconds[1:])
+        store = prepared.store
+        rows.append({"cell": cell, "crystals_per_s": round(rate, 2), "atoms": int(store.node_ptr[-1]), "bonds": int(store.edge_ptr[-1]),
+                     "bond_pairs": int(store.line_ptr[-1]),
+                     "epoch_minutes_4085_train": round(4085 / rate / 60, 1), "peak_rss_mb": round(peak_rss_mb(), 1)})
+        print(f"  {cell:14s} {rate:7.2f} crystals/s  (an epoch of the ~4,085 training MOFs: {4085 / rate / 60:.1f} min)", flush=True)
+    result = {"crystals": crystals, "batch_size": batch_size, "threads": max(args.threads, 1), "rows": rows, "load": list(os.getloadavg())}
+    (RESULTS / "crystograph-qmof-steps.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", choices=[*sorted(STUDIES), "size", "rotation"], required=True,
-                        help="a study; 'size' collects the three size bins; 'rotation' reads the elastic-G runs")
+    parser.add_argument("--study", choices=[*sorted(STUDIES), "size", "rotation", "qmof-steps"], required=True,
+                        help="a study; 'size' collects the three size bins; 'rotation' reads the elastic-G runs; "
+                             "'qmof-steps' times training steps on 64 MOFs")
     parser.add_argument("--cells", help="comma-separated cells of the study (default: all)")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell in this process
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per cell (10)")
@@ -374,6 +417,9 @@ def main() -> None:
         return
     if args.study == "rotation":
         rotation_study(args)
+        return
+    if args.study == "qmof-steps":
+        qmof_step_rate(args)
         return
     cells = args.cells.split(",") if args.cells else list(STUDIES[args.study])
     unknown = [c for c in cells if c not in CELLS]
