@@ -88,6 +88,21 @@ def radius_neighbors(structure: Structure, cutoff: float = 8.0, max_neighbors: i
     return _take(nl, order if max_neighbors <= 0 else order[rank < max_neighbors])
 
 
+def _at_least_k_neighbors(structure: Structure, k: int, cutoff: float, cutoff_growth: float, max_cutoff: float) -> NeighborList:
+    """Every neighbour within the smallest radius cutoff + n·growth at which every atom has ``k``."""
+    radius = cutoff
+    while True:
+        nl = all_neighbors(structure, radius)
+        if np.bincount(nl.target, minlength=len(structure)).min() >= k:
+            return nl
+        if radius >= max_cutoff:
+            raise IsolatedAtomError(
+                f"fewer than {k} neighbours within {max_cutoff:g} Å for some atom; is the cell "
+                "mostly vacuum? Lower max_neighbors or check the structure"
+            )
+        radius += cutoff_growth
+
+
 def knn_neighbors(
     structure: Structure,
     k: int = 12,
@@ -104,18 +119,7 @@ def knn_neighbors(
     is among the nearest of i but not i among those of j, the bond j ← i is added too, so every
     bond appears in both directions (and an atom can have more than ``k`` neighbours).
     """
-    radius = cutoff
-    while True:
-        nl = all_neighbors(structure, radius)
-        counts = np.bincount(nl.target, minlength=len(structure))
-        if counts.min() >= k:
-            break
-        if radius >= max_cutoff:
-            raise IsolatedAtomError(
-                f"fewer than {k} neighbours within {max_cutoff:g} Å for some atom; is the cell "
-                "mostly vacuum? Lower max_neighbors or check the structure"
-            )
-        radius += cutoff_growth
+    nl = _at_least_k_neighbors(structure, k, cutoff, cutoff_growth, max_cutoff)
     order, rank = _sorted_by_centre_then_distance(nl)
     sorted_nl = _take(nl, order)
     kth_distance = sorted_nl.distances[rank == k - 1]  # one per centre, centres in sorted order
@@ -140,18 +144,7 @@ def nearest_neighbors(
     by distance, then by neighbour index and image, so the choice does not depend on pymatgen's
     search order (the reference keeps its search order: no tie handling).
     """
-    radius = cutoff
-    while True:
-        nl = all_neighbors(structure, radius)
-        counts = np.bincount(nl.target, minlength=len(structure))
-        if counts.min() >= k:
-            break
-        if radius >= max_cutoff:
-            raise IsolatedAtomError(
-                f"fewer than {k} neighbours within {max_cutoff:g} Å for some atom; is the cell "
-                "mostly vacuum? Lower max_neighbors or check the structure"
-            )
-        radius += cutoff_growth
+    nl = _at_least_k_neighbors(structure, k, cutoff, cutoff_growth, max_cutoff)
     # distances rounded to 1e-6 Å so that equal distances computed through different images tie
     rounded = np.round(nl.distances, 6)
     order = np.lexsort((nl.images[:, 2], nl.images[:, 1], nl.images[:, 0], nl.source, rounded, nl.target))
