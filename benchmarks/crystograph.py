@@ -29,7 +29,9 @@ Studies (``--study``; each a list of *cells*, one training run each):
   fp32 and bf16-mixed, CrysToGraph beside CGCNN and ALIGNN-64.
 
 Each cell writes a normal run directory under ``benchmarks/results/crystograph/<study>/<cell>`` and
-a one-line summary beside it; finished cells are skipped, so a study resumes where it stopped.
+a one-line summary beside it; finished cells are skipped, so a study resumes where it stopped. The
+run directories stay out of git, but the collected tables below are kept: a fresh clone takes the
+finished cells' summaries back from them and runs only the rest.
 The collected table goes to ``benchmarks/results/crystograph-<study>.json`` (and a bar chart
 ``….png``); ``--study size`` collects the three size bins into one chart.
 
@@ -233,7 +235,22 @@ def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def restore_summaries(study: str, args: argparse.Namespace) -> None:
+    """Bring back, from the tables kept in git, the summaries of cells that finished in an earlier
+    checkout (the run directories beside them are not kept), so that a fresh clone neither re-runs
+    those cells nor drops them from the table it writes."""
+    for table in (RESULTS / f"crystograph-{study}.json", RESULTS / "crystograph-size.json"):
+        if not table.exists():
+            continue
+        for row in json.loads(table.read_text())["rows"]:
+            path = args.out / study / f"{row['cell']}.json"
+            if row.get("study") == study and not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(row, indent=2) + "\n")
+
+
 def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
+    restore_summaries(study, args)
     pending = [c for c in cells if not (args.out / study / f"{c}.json").exists()]
     for done in sorted(set(cells) - set(pending)):
         print(f"[{study}] {done}: finished earlier, kept")
@@ -269,6 +286,7 @@ def prebuild(study: str, cells: list[str], args: argparse.Namespace) -> None:
 def collect(studies: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for study in studies:
+        restore_summaries(study, args)
         for cell in STUDIES[study]:
             path = args.out / study / f"{cell}.json"
             if path.exists():
