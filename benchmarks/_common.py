@@ -172,22 +172,37 @@ def print_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
 
 
 def epoch_timer():
-    """A Lightning callback that times the training part of every epoch (no validation): its
-    ``seconds`` list has one entry per epoch."""
+    """A Lightning callback that times the training part of every epoch: ``seconds[k]`` runs from
+    the epoch's start to the end of its last training batch (Lightning validates before
+    ``on_train_epoch_end``, so timing up to that hook would count validation too) and
+    ``crystals[k]`` counts the crystals trained on, so an epoch cut short by the time budget
+    still gives a true rate (:func:`training_rate`)."""
     import lightning as L
 
     class EpochTimer(L.Callback):
         def __init__(self) -> None:
             self.seconds: list[float] = []
-            self._start = 0.0
+            self.crystals: list[int] = []
+            self._start = self._last_batch_end = 0.0
 
         def on_train_epoch_start(self, trainer, module) -> None:
-            self._start = time.perf_counter()
+            self._start = self._last_batch_end = time.perf_counter()
+            self.seconds.append(0.0)
+            self.crystals.append(0)
 
-        def on_train_epoch_end(self, trainer, module) -> None:
-            self.seconds.append(time.perf_counter() - self._start)
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            self._last_batch_end = time.perf_counter()
+            self.seconds[-1] = self._last_batch_end - self._start
+            self.crystals[-1] += int(batch.num_graphs)
 
     return EpochTimer()
+
+
+def training_rate(timer) -> float:
+    """Training crystals per second of an :func:`epoch_timer`, leaving out the first epoch (warm-up)
+    when there are more; NaN before any batch."""
+    seconds, crystals = (timer.seconds[1:], timer.crystals[1:]) if len(timer.seconds) > 1 else (timer.seconds, timer.crystals)
+    return sum(crystals) / sum(seconds) if sum(seconds) > 0 else float("nan")
 
 
 def run_processes(label: str, jobs: list[tuple[str, list[str], Path]], parallel: int) -> None:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -54,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import DATA, DEFAULT_DATA_CACHE, DEFAULT_GRAPH_CACHE, RESULTS, epoch_timer, extracted_mp37k, peak_rss_mb, run_processes  # noqa: E402
+from _common import DATA, DEFAULT_DATA_CACHE, DEFAULT_GRAPH_CACHE, RESULTS, epoch_timer, extracted_mp37k, peak_rss_mb, run_processes, training_rate  # noqa: E402
 
 #: cell → (model, atom features or None, model settings, train settings)
 CELLS: dict[str, tuple[str, str | None, dict[str, Any], dict[str, Any]]] = {
@@ -204,8 +205,6 @@ def epochs_of(args: argparse.Namespace) -> dict[str, int]:
 
 def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one cell in this process; return its summary."""
-    import numpy as np
-
     from crystalgnn.training.run import train
 
     load_at_start = list(os.getloadavg())
@@ -219,14 +218,15 @@ def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     metrics = json.loads((out / "metrics.json").read_text())
     first = next(iter(metrics["test"]))
     n_train = metrics["train"][first]["n"]
-    epoch_seconds = float(np.median(timer.seconds[1:] or timer.seconds)) if timer.seconds else float("nan")
+    rate = training_rate(timer)
     return {
         "study": study, "cell": cell, "model": cfg.model.name, "atom_features": cfg.features.atom_features,
         "test_mae": metrics["test"][first]["mae"], "val_mae": metrics["val"][first]["mae"], "train_mae": metrics["train"][first]["mae"],
         "n_train": n_train, "n_test": metrics["test"][first]["n"], "epochs_run": int(metrics.get("epochs_run", 0)),
+        "epochs_trained": round(sum(timer.crystals) / n_train, 3),  # fractional: the budget can end an epoch early
         "best_epoch": metrics.get("best_epoch"), "stop_reason": metrics.get("stop_reason"), "parameters": metrics.get("n_parameters"),
         "wall_seconds": round(wall, 1), "epoch_seconds": [round(x, 2) for x in timer.seconds],
-        "train_crystals_per_s": round(n_train / epoch_seconds, 2) if epoch_seconds == epoch_seconds else None,
+        "train_crystals_per_s": round(rate, 2) if rate == rate else None,
         "peak_rss_mb": round(peak_rss_mb(), 1), "load_at_start": load_at_start, "load_at_end": list(os.getloadavg()),
         "ensemble": {k: metrics[k] for k in ("calibration", "ensemble") if k in metrics},
         "settings": {"epochs": cfg.train.epochs, "minutes": cfg.train.max_minutes, "batch_size": cfg.train.batch_size,
@@ -290,7 +290,7 @@ def collect(studies: list[str], args: argparse.Namespace) -> list[dict[str, Any]
         for cell in STUDIES[study]:
             path = args.out / study / f"{cell}.json"
             if path.exists():
-                rows.append(json.loads(path.read_text()))
+                rows.append(with_epochs_trained(json.loads(path.read_text()), args.out / study / cell))
     title = "size" if len(studies) > 1 else studies[0]
     budget = f"{args.speed_epochs} training epochs per model" if title == "speed" else f"budget {args.minutes:g} min per cell"
     print(f"\n{title}: test MAE, same split and {budget}")
@@ -307,6 +307,19 @@ def collect(studies: list[str], args: argparse.Namespace) -> list[dict[str, Any]
         _bar_chart(studies, rows, RESULTS / f"crystograph-{title}.png")
     print(f"wrote {out}")
     return rows
+
+
+def with_epochs_trained(row: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A summary written before ``epochs_trained`` was recorded gets it from its run directory's
+    training steps (when the directory is still there): steps / steps per epoch."""
+    log = run_dir / "logs" / "metrics.csv"
+    if "epochs_trained" in row or not log.exists():
+        return row
+    import pandas as pd
+
+    steps = int(pd.read_csv(log)["step"].max()) + 1  # Lightning logs an epoch's metrics at its last step's index
+    per_epoch = math.ceil(row["n_train"] / row["settings"]["batch_size"])
+    return {**row, "epochs_trained": round(steps / per_epoch, 3), "epochs_trained_from": "training steps in logs/metrics.csv"}
 
 
 def gwt_gain(studies: list[str], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import epoch_timer, run_processes  # noqa: E402
+from _common import epoch_timer, run_processes, training_rate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -170,8 +170,6 @@ def dataset(study: str, args: argparse.Namespace):
 
 def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     """Train one cell in this process; return its summary."""
-    import numpy as np
-
     from crystalgnn.training.run import train
 
     load_at_start = list(os.getloadavg())
@@ -185,8 +183,7 @@ def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     metrics = json.loads((out / "metrics.json").read_text())
     n_train = next(iter(metrics["train"].values()))["n"]
     epochs_run = int(metrics.get("epochs_run", 0))
-    # the first epoch pays one-off costs (allocator warm-up); the median of the others is the rate
-    epoch_seconds = float(np.median(timer.seconds[1:] or timer.seconds)) if timer.seconds else float("nan")
+    rate = training_rate(timer)  # the first epoch (allocator warm-up) left out when there are more
     return {
         "study": study, "cell": cell, "model": cfg.model.name, "atom_features": cfg.features.atom_features,
         "test_mae": {name: m["mae"] for name, m in metrics["test"].items()},
@@ -195,7 +192,7 @@ def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
         "n_train": n_train, "epochs_run": epochs_run, "best_epoch": metrics.get("best_epoch"),
         "stop_reason": metrics.get("stop_reason"), "parameters": metrics.get("n_parameters"),
         "wall_seconds": round(wall, 1), "epoch_seconds": [round(x, 2) for x in timer.seconds],
-        "train_crystals_per_s": round(n_train / epoch_seconds, 1) if epoch_seconds == epoch_seconds else None,
+        "train_crystals_per_s": round(rate, 1) if rate == rate else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "load_at_start": load_at_start, "load_at_end": list(os.getloadavg()),
         "settings": {"epochs": cfg.train.epochs, "minutes": cfg.train.max_minutes, "batch_size": cfg.train.batch_size,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -147,3 +148,18 @@ def test_loader_workers_are_reproducible(elasticity_slice, tmp_path):
     b = train(data, tmp_path / "b", with_workers, progress=False)
     assert a.metrics["test"] == b.metrics["test"]
     assert np.isfinite(a.metrics["test"]["target1"]["mae"])
+
+
+def test_benchmark_epoch_timer_counts_training_crystals_only(elasticity_slice, tmp_path):
+    """The benchmarks' rate is crystals trained on per training second: the timer counts each
+    epoch's training crystals (not the validation ones Lightning runs before the epoch-end hook)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from _common import epoch_timer, training_rate
+
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    timer = epoch_timer()
+    result = train(data, tmp_path / "run", tiny(epochs=3), progress=False, callbacks=[timer])
+    n_train = next(iter(result.metrics["train"].values()))["n"]
+    assert timer.crystals == [n_train] * 3
+    assert all(s > 0 for s in timer.seconds)
+    assert training_rate(timer) == sum(timer.crystals[1:]) / sum(timer.seconds[1:])
