@@ -183,16 +183,15 @@ def epoch_timer():
         def __init__(self) -> None:
             self.seconds: list[float] = []
             self.crystals: list[int] = []
-            self._start = self._last_batch_end = 0.0
+            self._start = 0.0
 
         def on_train_epoch_start(self, trainer, module) -> None:
-            self._start = self._last_batch_end = time.perf_counter()
+            self._start = time.perf_counter()
             self.seconds.append(0.0)
             self.crystals.append(0)
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            self._last_batch_end = time.perf_counter()
-            self.seconds[-1] = self._last_batch_end - self._start
+            self.seconds[-1] = time.perf_counter() - self._start
             self.crystals[-1] += int(batch.num_graphs)
 
     return EpochTimer()
