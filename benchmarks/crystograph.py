@@ -31,7 +31,8 @@ Studies (``--study``; each a list of *cells*, one training run each):
 Each cell writes a normal run directory under ``benchmarks/results/crystograph/<study>/<cell>`` and
 a one-line summary beside it; finished cells are skipped, so a study resumes where it stopped. The
 run directories stay out of git, but the collected tables below are kept: a fresh clone takes the
-finished cells' summaries back from them and runs only the rest.
+finished cells' summaries back from them and runs only the rest (``--rerun CELLS`` drops cells'
+results so that they train again).
 The collected table goes to ``benchmarks/results/crystograph-<study>.json`` (and a bar chart
 ``….png``); ``--study size`` collects the three size bins into one chart.
 
@@ -249,7 +250,25 @@ def restore_summaries(study: str, args: argparse.Namespace) -> None:
                 path.write_text(json.dumps(row, indent=2) + "\n")
 
 
+def forget_cells(study: str, cells: list[str], args: argparse.Namespace) -> None:
+    """``--rerun``: drop these cells' results (run directory, summary, rows of the kept tables), so
+    that they train again (say, after a change that makes a model faster under the same budget)."""
+    import shutil
+
+    for table in (RESULTS / f"crystograph-{study}.json", RESULTS / "crystograph-size.json"):
+        if table.exists():
+            content = json.loads(table.read_text())
+            content["rows"] = [r for r in content["rows"] if not (r.get("study") == study and r["cell"] in cells)]
+            table.write_text(json.dumps(content, indent=2) + "\n")
+    for cell in cells:
+        shutil.rmtree(args.out / study / cell, ignore_errors=True)
+        (args.out / study / f"{cell}.json").unlink(missing_ok=True)
+        print(f"[{study}] {cell}: earlier result dropped, trains again")
+
+
 def launch(study: str, cells: list[str], args: argparse.Namespace) -> None:
+    if args.rerun:
+        forget_cells(study, args.rerun.split(","), args)
     restore_summaries(study, args)
     pending = [c for c in cells if not (args.out / study / f"{c}.json").exists()]
     for done in sorted(set(cells) - set(pending)):
@@ -447,6 +466,7 @@ def main() -> None:
                         help="a study; 'size' collects the three size bins; 'rotation' reads the elastic-G runs; "
                              "'qmof-steps' times training steps on 64 MOFs")
     parser.add_argument("--cells", help="comma-separated cells of the study (default: all)")
+    parser.add_argument("--rerun", default="", help="comma-separated cells whose earlier results are dropped, so they train again")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell in this process
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget per cell (10)")
     parser.add_argument("--epochs", type=int, default=100, help="schedule length of every model (100; the budget usually stops it first)")
