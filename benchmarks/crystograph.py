@@ -378,7 +378,7 @@ def _bar_chart(studies: list[str], rows: list[dict[str, Any]], path: Path) -> No
         values = [r["test_mae"] if r else np.nan for r in found]
         bars = ax.bar(np.arange(len(studies)) + k * width, values, width, label=cell)
         # the epochs each model got within the budget are half the story: label every bar with them
-        ax.bar_label(bars, labels=[f"{r['test_mae']:.3f}\n{r['epochs_run']} ep" if r else "" for r in found], fontsize=5)
+        ax.bar_label(bars, labels=[f"{r['test_mae']:.3f}\n{r.get('epochs_trained', r['epochs_run']):.3g} ep" if r else "" for r in found], fontsize=5)
     ax.set_xticks(np.arange(len(studies)) + 0.4 - width / 2, studies)
     ax.set_ylabel(f"test MAE, {TARGET_NAMES[studies[0]]}")
     ax.legend(fontsize=7)
