@@ -236,13 +236,16 @@ def run_cell(study: str, cell: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def kept_tables(study: str) -> list[Path]:
+    """The collected tables in git that can hold rows of ``study``."""
+    return [t for t in (RESULTS / f"crystograph-{study}.json", RESULTS / "crystograph-size.json") if t.exists()]
+
+
 def restore_summaries(study: str, args: argparse.Namespace) -> None:
     """Bring back, from the tables kept in git, the summaries of cells that finished in an earlier
     checkout (the run directories beside them are not kept), so that a fresh clone neither re-runs
     those cells nor drops them from the table it writes."""
-    for table in (RESULTS / f"crystograph-{study}.json", RESULTS / "crystograph-size.json"):
-        if not table.exists():
-            continue
+    for table in kept_tables(study):
         for row in json.loads(table.read_text())["rows"]:
             path = args.out / study / f"{row['cell']}.json"
             if row.get("study") == study and not path.exists():
@@ -255,11 +258,10 @@ def forget_cells(study: str, cells: list[str], args: argparse.Namespace) -> None
     that they train again (say, after a change that makes a model faster under the same budget)."""
     import shutil
 
-    for table in (RESULTS / f"crystograph-{study}.json", RESULTS / "crystograph-size.json"):
-        if table.exists():
-            content = json.loads(table.read_text())
-            content["rows"] = [r for r in content["rows"] if not (r.get("study") == study and r["cell"] in cells)]
-            table.write_text(json.dumps(content, indent=2) + "\n")
+    for table in kept_tables(study):
+        content = json.loads(table.read_text())
+        content["rows"] = [r for r in content["rows"] if not (r.get("study") == study and r["cell"] in cells)]
+        table.write_text(json.dumps(content, indent=2) + "\n")
     for cell in cells:
         shutil.rmtree(args.out / study / cell, ignore_errors=True)
         (args.out / study / f"{cell}.json").unlink(missing_ok=True)
@@ -356,8 +358,10 @@ def gwt_gain(studies: list[str], rows: list[dict[str, Any]]) -> dict[str, dict[s
         if "crystograph-nogwt" not in mae:
             continue
         base = mae["crystograph-nogwt"]
-        gains[study] = {f"{cell}_minus": round(base - mae[cell], 4) for cell in ("crystograph", "crystograph-sumbroadcast") if cell in mae}
-        gains[study] |= {f"{cell}_relative": round((base - mae[cell]) / base, 3) for cell in ("crystograph", "crystograph-sumbroadcast") if cell in mae}
+        gains[study] = {}
+        for cell in ("crystograph", "crystograph-sumbroadcast"):
+            if cell in mae:
+                gains[study] |= {f"{cell}_minus": round(base - mae[cell], 4), f"{cell}_relative": round((base - mae[cell]) / base, 3)}
         print(f"  GwT gain {study:12s} " + "  ".join(f"{k} {v:+.4f}" for k, v in gains[study].items()))
     return gains
 

@@ -48,7 +48,8 @@ def main() -> None:
     from crystalgnn.config import defaults_for
     from crystalgnn.data.prepared import make_loader, prepare
     from crystalgnn.io import load_dataset
-    from crystalgnn.training.run import _initial_module, finalize_config
+    from crystalgnn.training.module import build_module
+    from crystalgnn.training.run import finalize_config
 
     warnings.filterwarnings("ignore", ".*self.trainer.* reference is not registered.*")  # steps outside a Trainer
     torch.set_num_threads(args.threads)
@@ -62,7 +63,8 @@ def main() -> None:
     rows = []
     for batch_size in args.batch_size:
         chosen = largest[: batch_size * (args.batches + 1)]
-        module = _initial_module(cfg, prepared, {"train": chosen, "val": chosen[:1], "test": chosen[:1]})
+        targets = prepared.targets[chosen]
+        module = build_module(cfg, targets.mean(0), targets.std(0))
         optimizer = torch.optim.AdamW(module.parameters(), 1e-3)
         batches = list(make_loader(prepared, chosen, batch_size))
 
