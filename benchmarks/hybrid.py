@@ -1,37 +1,46 @@
 """Descriptor hybridization on real properties (Gong et al., Table 1 / S1 and Table 2).
 
-For each task, on one seeded 60/20/20 split, the same crystals are learned by:
+For each task, on one seeded 60/20/20 split (CGCNN's, seed 123), the same crystals are learned by
+(``--model`` picks the network, CGCNN by default; every variant of one task gets the same epochs,
+batch size and time budget):
 
 * ``rf``        — random forest on the structural descriptors only ("descriptors + RF");
-* ``cgcnn``     — plain CGCNN (mean pooling);
-* ``de-cgcnn``  — CGCNN with the descriptors concatenated before the head (Eq. 14, end to end);
-* ``frozen``    — Eq. S5: the plain CGCNN's representation (the ``cgcnn`` run), frozen, with a
-                  new head on representation ⊕ descriptors;
-* for extensive per-cell targets also ``cgcnn-sum`` / ``de-cgcnn-sum`` (sum pooling) and
-  ``cgcnn-per-atom`` (learn target / atoms, mean pooling, report per cell) — Table 2;
-* ``alignn`` / ``de-alignn`` (on request, ``--variants``): ALIGNN with its reference training
-  settings (AdamW peak lr 1e-2, weight decay 1e-5, one-cycle) and the same epochs and batch size, plain
-  and with the descriptors (Gong et al.'s de-ALIGNN); ``--alignn-hidden`` etc. set its size.
+* ``plain``     — the plain network (mean pooling);
+* ``de``        — the network with the standardized descriptors concatenated before the head
+                  (Eq. 14, end to end: the hybrid *before* issue 13);
+* ``residual``  — the residual hybrid (``--hybrid residual``): the forest above, cross-fitted,
+                  and the Eq. 14 network, which also reads the forest's prediction, learning
+                  what the forest misses;
+* ``stacked``   — the stacked hybrid (``--hybrid stacked``): the same cross-fitted forest's
+                  prediction is one more input of the Eq. 14 head, no offset;
+* ``frozen``    — Eq. S5: the plain run's representation, frozen, with a new head on
+                  representation ⊕ descriptors (on request);
+* for extensive per-cell targets also ``sum`` (sum pooling, Eq. 13) and ``per-atom`` (learn
+  target / atoms, mean pooling, report per cell) — Table 2 — and ``residual-per-atom``.
 
-Tasks and the paper's MAE/MAD (Table S1, CGCNN → de-CGCNN):
+Tasks (paper MAE/MAD, Table S1, CGCNN → de-CGCNN, where it has one):
 
-* ``magnetization``: mp37k total magnetization per cell (μB); 0.412 → 0.340 (the paper's data are
-  per formula unit and all of MP; here a seeded random subset of ``--max-items``, default 6,000).
-* ``refractive``: matminer2018 dielectric_constant, n; 0.240 → 0.205.
-* ``piezo``: matminer2018 piezoelectric_tensor, eij_max (C/m²); 0.813 → 0.762.
-* ``elasticity-K`` / ``elasticity-G``: mp_elasticity3k, log10 K_VRH / G_VRH (paper on all of MP,
-  in GPa: K 0.217 → 0.215, G 0.397 → 0.362).
+* extensive, per cell: ``volume`` (mp37k cell volume, Å³), ``magnetization`` (mp37k total
+  magnetization, μB; paper 0.412 → 0.340 per formula unit on all of MP), ``perovskite-heat``
+  (perov5_partial heat of formation, eV per 5-atom cell; its test part);
+* intensive: ``refractive`` (matminer2018 n; 0.240 → 0.205), ``elasticity-K`` / ``elasticity-G``
+  (mp_elasticity3k log10 K_VRH / G_VRH; 0.217 → 0.215, 0.397 → 0.362), ``band-gap`` (mp37k PBE
+  gap; 0.231 → 0.218), ``piezo`` (matminer2018 eij_max; 0.813 → 0.762).
+
+mp37k and perovskite tasks use a seeded random subset of ``--max-items`` (default 2,000).
 
 Usage::
 
-    python benchmarks/hybrid.py refractive piezo --epochs 150
-    python benchmarks/hybrid.py magnetization --epochs 40 --max-items 6000
-    python benchmarks/hybrid.py elasticity-K elasticity-G --variants rf,cgcnn,de-cgcnn
-    python benchmarks/hybrid.py elasticity-K elasticity-G --variants alignn,de-alignn --epochs 40 --alignn-hidden 64
+    python benchmarks/hybrid.py volume magnetization perovskite-heat refractive elasticity-K elasticity-G --epochs 60
+    python benchmarks/hybrid.py refractive --model ocrystalnet --variants rf,plain,de,residual --epochs 30
+    python benchmarks/hybrid.py elasticity-K --model alignn --alignn-hidden 64 --epochs 40
 
-Run directories go to ``benchmarks/results/hybrid/<task>/<variant>``; a finished variant (its
+Run directories go to ``benchmarks/results/hybrid/<model>/<task>/<variant>`` (CGCNN: without the
+model level, as the first version of this benchmark wrote them); a finished variant (its
 ``metrics.json`` exists) is reused, so an interrupted benchmark resumes. The table is printed and
-written to ``benchmarks/results/hybrid.json``.
+written to ``benchmarks/results/<--results>`` (default ``hybrid-<model>.json``); with
+``--collect`` only finished runs are read (no training) and a bar chart of MAE/MAD per task is
+drawn beside the JSON.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import extracted_mp37k, machine_info, print_table, write_results  # noqa: E402
 
 from crystalgnn.baselines import ForestConfig, train_forest  # noqa: E402
-from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig, defaults_for  # noqa: E402
+from crystalgnn.config import DataConfig, RunConfig, defaults_for  # noqa: E402
 from crystalgnn.io import load_dataset  # noqa: E402
 from crystalgnn.training.hybrid import default_hybrid_descriptors  # noqa: E402
 from crystalgnn.training.run import train  # noqa: E402
@@ -64,22 +73,35 @@ PAPER = {
     "piezo": (0.813, 0.762, 0.793),
     "elasticity-K": (0.217, 0.215, 0.348),
     "elasticity-G": (0.397, 0.362, None),
+    "band-gap": (0.231, 0.218, None),
+    "volume": (None, None, None),
+    "perovskite-heat": (None, None, None),
 }
-EXTENSIVE = {"magnetization"}
-BASE_VARIANTS = ["rf", "cgcnn", "de-cgcnn", "frozen"]
-EXTENSIVE_VARIANTS = ["cgcnn-sum", "de-cgcnn-sum", "cgcnn-per-atom"]
-ALIGNN_VARIANTS = ["alignn", "de-alignn"]
+EXTENSIVE = {"magnetization", "volume", "perovskite-heat"}
+BASE_VARIANTS = ["rf", "plain", "de", "residual", "stacked"]
+EXTENSIVE_VARIANTS = ["sum", "per-atom", "residual-per-atom"]
+OTHER_VARIANTS = ["frozen"]
+#: The first version of this benchmark named the CGCNN variants after the model.
+OLD_NAMES = {"plain": "cgcnn", "de": "de-cgcnn", "sum": "cgcnn-sum", "per-atom": "cgcnn-per-atom"}
+
+
+def random_subset(data, max_items: int, seed: int, what: str):
+    if max_items and len(data) > max_items:
+        rows = np.sort(np.random.default_rng(seed).choice(len(data), max_items, replace=False))
+        data = data.subset(rows)
+        data.meta["source"] = f"{what}, random {max_items} (seed {seed})"
+    return data
 
 
 def dataset_for(task: str, max_items: int, seed: int):
-    if task == "magnetization":
+    mp37k_column = {"band-gap": 1, "volume": 3, "magnetization": 4}
+    if task in mp37k_column:
         folder = extracted_mp37k(None)
-        data = load_dataset(folder / "id_prop.csv", targets=[4], structures_dir=folder / "data")
-        if max_items and len(data) > max_items:
-            rows = np.sort(np.random.default_rng(seed).choice(len(data), max_items, replace=False))
-            data = data.subset(rows)
-            data.meta["source"] = f"mp37k magnetization, random {max_items} (seed {seed})"
-        return data
+        data = load_dataset(folder / "id_prop.csv", targets=[mp37k_column[task]], structures_dir=folder / "data")
+        return random_subset(data, max_items, seed, f"mp37k {task}")
+    if task == "perovskite-heat":
+        data = load_dataset(DATA / "perov5_partial" / "test.csv.gz", targets=["heat_all"])
+        return random_subset(data, max_items, seed, "perov5_partial test part, heat_all")
     if task == "refractive":
         return load_dataset(DATA / "matminer2018" / "dielectric_constant.csv.gz", targets=["n"])
     if task == "piezo":
@@ -88,78 +110,158 @@ def dataset_for(task: str, max_items: int, seed: int):
     return load_dataset(DATA / "mp_elasticity3k", targets=[column], transform="log10")
 
 
-def variant_config(base: RunConfig, variant: str, alignn: RunConfig | None = None) -> RunConfig:
-    if "alignn" in variant:
-        assert alignn is not None
-        base = dataclasses.replace(alignn, data=base.data, train=dataclasses.replace(
-            alignn.train, epochs=base.train.epochs, batch_size=base.train.batch_size, max_minutes=base.train.max_minutes,
-            threads=base.train.threads, seed=base.train.seed))
+def variant_config(base: RunConfig, variant: str) -> RunConfig:
+    """``base`` (the plain network of this task) changed as ``variant`` says."""
     model, data = base.model, base.data
-    if variant.startswith("de-") or variant == "frozen":
-        model = dataclasses.replace(model, descriptors=default_hybrid_descriptors(), hybrid="frozen" if variant == "frozen" else "end-to-end")
-    if variant.endswith("-sum"):
+    if variant in ("de", "frozen") or variant.startswith(("residual", "stacked")):
+        hybrid = "end-to-end" if variant == "de" else variant.split("-")[0]
+        model = dataclasses.replace(model, descriptors=default_hybrid_descriptors(), hybrid=hybrid)
+    if variant == "sum":
         model = dataclasses.replace(model, pooling="sum")
-    if variant.endswith("-per-atom"):
+    if variant.endswith("per-atom"):
         data = dataclasses.replace(data, per_atom=True)
     return dataclasses.replace(base, model=model, data=data)
+
+
+def network_base(args: argparse.Namespace, task: str) -> RunConfig:
+    """The plain network of ``task``: the model's reference settings (ALIGNN: its AdamW and
+    one-cycle; OCrystalNet: Adam with Noam), with this benchmark's epochs, batch and budget."""
+    reference = defaults_for(args.model)
+    arch = reference.model.arch
+    if args.model == "alignn":
+        arch = dataclasses.replace(arch, hidden_features=args.alignn_hidden, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
+                                   norm=args.alignn_norm or arch.norm)
+    if args.model == "ocrystalnet" and args.ocrystalnet_hidden:
+        arch = dataclasses.replace(arch, hidden=args.ocrystalnet_hidden)
+    return dataclasses.replace(
+        reference,
+        data=DataConfig(transform="log10" if task.startswith("elasticity") else "none", on_error="skip"),
+        model=dataclasses.replace(reference.model, arch=arch),
+        train=dataclasses.replace(reference.train, epochs=args.epochs, batch_size=args.batch_size, max_minutes=args.minutes,
+                                  threads=args.threads, seed=args.seed),
+    )
+
+
+def run_dir_of(args: argparse.Namespace, task: str, variant: str) -> Path:
+    if args.model != "cgcnn":
+        return args.out / args.model / task / variant
+    old = args.out / task / OLD_NAMES.get(variant, variant)
+    return old if (old / "metrics.json").exists() and variant in OLD_NAMES else args.out / task / variant
+
+
+def run_variant(args: argparse.Namespace, task: str, variant: str, data) -> None:
+    run_dir = run_dir_of(args, task, variant)
+    base = network_base(args, task)
+    cfg = variant_config(base, variant if variant != "rf" else "plain")
+    plain = run_dir_of(args, task, "plain")
+    if variant == "frozen" and (plain / "model.safetensors").exists():
+        # Eq. S5 on the representation of the plain run (no second training).
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=str(plain), freeze_encoder=True))
+    start = time.perf_counter()
+    if variant == "rf":
+        train_forest(data, run_dir, cfg, ForestConfig(n_jobs=args.threads), progress=False)
+    else:
+        train(data, run_dir, cfg, progress=False)
+    timing = {"seconds": round(time.perf_counter() - start, 1)}
+    (run_dir / "benchmark_timing.json").write_text(json.dumps(timing) + "\n")
+
+
+def collect(args: argparse.Namespace, tasks: list[str]) -> dict:
+    rows, results = [], {"machine": machine_info(), "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+                         "minutes": args.minutes, "max_items": args.max_items, "seed": args.seed, "tasks": {}}
+    for task in tasks:
+        results["tasks"][task] = {}
+        for variant in variants_of(args, task):
+            metrics_file = run_dir_of(args, task, variant) / "metrics.json"
+            if not metrics_file.exists():
+                continue
+            metrics = json.loads(metrics_file.read_text())
+            test = next(iter(metrics["test"].values()))
+            timing = metrics_file.with_name("benchmark_timing.json")
+            seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else None
+            results["tasks"][task][variant] = {**test, "seconds": seconds, "epochs_run": metrics.get("epochs_run"),
+                                               "best_epoch": metrics.get("best_epoch"),
+                                               "train_mae": next(iter(metrics.get("train", {}).values()), {}).get("mae")}
+            paper = PAPER[task]
+            ref = {"plain": paper[0], "de": paper[1], "rf": paper[2]}.get(variant) if args.model == "cgcnn" else None
+            rows.append((task, variant, f"{test['mae']:.4g}", f"{test['mae_over_mad']:.3f}", f"{test['r2']:.3f}",
+                         "" if ref is None else f"{ref:.3f}", str(test["n"]), "" if seconds is None else f"{seconds:.0f}"))
+        table = results["tasks"][task]
+        if {"plain", "rf"} <= set(table):
+            best_part = min(table["plain"]["mae_over_mad"], table["rf"]["mae_over_mad"])
+            table["best_part"] = best_part
+            for hybrid in ("de", "residual"):
+                if hybrid in table:
+                    table[f"{hybrid}_meets_goal"] = table[hybrid]["mae_over_mad"] <= best_part
+    print_table(rows, ("task", "variant", "test MAE", "MAE/MAD", "R²", "paper MAE/MAD", "n test", "s"))
+    return results
+
+
+def variants_of(args: argparse.Namespace, task: str) -> list[str]:
+    if args.variants:
+        return args.variants.split(",")
+    return BASE_VARIANTS + (EXTENSIVE_VARIANTS if task in EXTENSIVE else [])
+
+
+def bar_chart(results: dict, path: Path) -> None:
+    """MAE/MAD of every variant, one group of bars per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t, v in results["tasks"].items() if any(isinstance(x, dict) for x in v.values())]
+    variants = [v for v in BASE_VARIANTS + EXTENSIVE_VARIANTS + OTHER_VARIANTS
+                if any(v in results["tasks"][t] for t in tasks)]
+    width = 0.8 / max(1, len(variants))
+    fig, ax = plt.subplots(figsize=(1.6 * len(tasks) + 2, 4))
+    for k, variant in enumerate(variants):
+        xs = [i + k * width for i, t in enumerate(tasks) if variant in results["tasks"][t]]
+        ys = [results["tasks"][t][variant]["mae_over_mad"] for t in tasks if variant in results["tasks"][t]]
+        ax.bar(xs, ys, width, label=variant)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(tasks))], tasks, rotation=20)
+    ax.set_ylabel("test MAE / MAD (lower is better)")
+    ax.set_title(f"{results['model']}: hybrids against their parts (60/20/20, seed {results['seed']}, {results['epochs']} epochs)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="+", choices=sorted(PAPER))
-    parser.add_argument("--variants", help=f"comma-separated subset of {BASE_VARIANTS + EXTENSIVE_VARIANTS + ALIGNN_VARIANTS}")
-    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--model", default="cgcnn", choices=["cgcnn", "alignn", "ocrystalnet", "crystograph"])
+    parser.add_argument("--variants", help=f"comma-separated subset of {BASE_VARIANTS + EXTENSIVE_VARIANTS + OTHER_VARIANTS}")
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--minutes", type=float, default=0.0, help="time budget per network run (0: none)")
-    parser.add_argument("--max-items", type=int, default=6000, help="random subset of mp37k for magnetization")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-items", type=int, default=2000, help="random subset of mp37k / perovskite tasks")
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--alignn-hidden", type=int, default=256, help="ALIGNN width (reference 256)")
     parser.add_argument("--alignn-layers", type=int, default=4, help="ALIGNN layers (4)")
     parser.add_argument("--gcn-layers", type=int, default=4, help="ALIGNN's edge-gated layers after them (4)")
     parser.add_argument("--alignn-norm", choices=["batch", "layer"], help="ALIGNN normalization (default: ALIGNNConfig's)")
+    parser.add_argument("--ocrystalnet-hidden", type=int, default=0, help="OCrystalNet width (0: the reference 300)")
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hybrid")
-    parser.add_argument("--results", default="hybrid.json", help="name of the summary JSON in benchmarks/results (hybrid.json)")
+    parser.add_argument("--results", help="name of the summary JSON in benchmarks/results (hybrid-<model>.json)")
+    parser.add_argument("--collect", action="store_true", help="only read finished runs and write the table and chart")
     args = parser.parse_args()
 
-    reference = defaults_for("alignn")
-    alignn = dataclasses.replace(reference, model=dataclasses.replace(reference.model, arch=dataclasses.replace(
-        reference.model.arch, hidden_features=args.alignn_hidden, alignn_layers=args.alignn_layers, gcn_layers=args.gcn_layers,
-        norm=args.alignn_norm or reference.model.arch.norm)))
-    rows, results = [], {"machine": machine_info(), "epochs": args.epochs, "tasks": {}}
-    for task in args.tasks:
-        variants = args.variants.split(",") if args.variants else BASE_VARIANTS + (EXTENSIVE_VARIANTS if task in EXTENSIVE else [])
-        data = dataset_for(task, args.max_items, args.seed)
-        base = RunConfig(
-            data=DataConfig(transform="log10" if task.startswith("elasticity") else "none", on_error="skip"),
-            model=ModelConfig(),
-            train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_minutes=args.minutes, threads=args.threads, seed=args.seed),
-        )
-        results["tasks"][task] = {}
-        for variant in variants:
-            run_dir = args.out / task / variant
-            metrics_file = run_dir / "metrics.json"
-            start = time.perf_counter()
-            if not metrics_file.exists():
-                cfg = variant_config(base, variant if variant != "rf" else "cgcnn", alignn)
-                plain = args.out / task / "cgcnn"
-                if variant == "frozen" and (plain / "model.safetensors").exists():
-                    # Eq. S5 on the representation of the plain run above (no second training).
-                    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, init_from=str(plain), freeze_encoder=True))
-                if variant == "rf":
-                    train_forest(data, run_dir, cfg, ForestConfig(), progress=False)
-                else:
-                    train(data, run_dir, cfg, progress=False)
-            seconds = time.perf_counter() - start
-            test = next(iter(json.loads(metrics_file.read_text())["test"].values()))
-            results["tasks"][task][variant] = {**test, "seconds": seconds}
-            paper = PAPER[task]
-            ref = {"cgcnn": paper[0], "de-cgcnn": paper[1], "rf": paper[2]}.get(variant)
-            rows.append((task, variant, f"{test['mae']:.4f}", f"{test['mae_over_mad']:.3f}", f"{test['r2']:.3f}",
-                         "" if ref is None else f"{ref:.3f}", str(test["n"]), f"{seconds:.0f}"))
-            print(f"{task:14s} {variant:15s} MAE {test['mae']:.4f}  MAE/MAD {test['mae_over_mad']:.3f}  ({seconds:.0f} s)", flush=True)
-    print_table(rows, ("task", "variant", "test MAE", "MAE/MAD", "R²", "paper MAE/MAD", "n test", "s"))
-    write_results(args.results, results)
+    if not args.collect:
+        for task in args.tasks:
+            data = None
+            for variant in variants_of(args, task):
+                if (run_dir_of(args, task, variant) / "metrics.json").exists():
+                    continue
+                data = data if data is not None else dataset_for(task, args.max_items, args.seed)
+                print(f"{task}: {variant} ...", flush=True)
+                run_variant(args, task, variant, data)
+    results = collect(args, args.tasks)
+    name = args.results or f"hybrid-{args.model}.json"
+    path = write_results(name, results)
+    bar_chart(results, path.with_suffix(".png"))
 
 
 if __name__ == "__main__":

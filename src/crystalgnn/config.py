@@ -103,6 +103,10 @@ class FeatureConfig:
         parse_atom_features(self.atom_features)  # raises, listing the choices
 
 
+#: Hybrids that fit a random forest on the descriptors first (:mod:`crystalgnn.training.residual`).
+FOREST_HYBRIDS = ("residual", "stacked")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The model: what every model shares, plus the chosen model's own settings (``arch``).
@@ -124,8 +128,11 @@ class ModelConfig:
     #: "de-CGCNN"); empty: the plain model. Names from ``crystalgnn.descriptors.DESCRIPTOR_NAMES``.
     descriptors: tuple[str, ...] = ()
     #: How descriptors join: "end-to-end" (Eq. 14, they shape the learned representation) or
-    #: "frozen" (Eq. S5: the plain model is trained first, then only a new head sees them).
-    hybrid: Literal["end-to-end", "frozen"] = "end-to-end"
+    #: "frozen" (Eq. S5: the plain model is trained first, then only a new head sees them) or
+    #: "residual" (end to end, learning what a random forest on the descriptors misses) or
+    #: "stacked" (end to end, the forest's prediction one more input of the head); see
+    #: :mod:`crystalgnn.training.residual`.
+    hybrid: Literal["end-to-end", "frozen", "residual", "stacked"] = "end-to-end"
     #: The chosen model's own settings (a frozen dataclass declared in its model file).
     arch: Any = None
 
@@ -282,6 +289,12 @@ class RunConfig:
             raise ValueError(f"{name} pairs every bond with its reverse, which a radius graph cut to the {self.graph.max_neighbors} "
                              "nearest neighbours per atom does not have: use --max-neighbors 0 (every neighbour within the cutoff) "
                              "or --graph-strategy knn (symmetrized)")
+        if self.model.hybrid in FOREST_HYBRIDS:
+            if not self.model.descriptors:
+                raise ValueError(f"the {self.model.hybrid} hybrid builds on a forest on the descriptors: give it descriptors "
+                                 "(ModelConfig(descriptors=default_hybrid_descriptors()); CLI: --descriptors)")
+            if self.model.task != "regression":
+                raise ValueError(f"the {self.model.hybrid} hybrid is for regression targets; use --hybrid end-to-end for classification")
         if needs.graph_strategy and needs.graph_strategy != self.graph.strategy:
             raise ValueError(f"{name} is defined on the {needs.graph_strategy!r} graph, not {self.graph.strategy!r}: "
                              f"set GraphConfig(strategy={needs.graph_strategy!r}) (CLI: --graph-strategy {needs.graph_strategy}), "

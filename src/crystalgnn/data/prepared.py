@@ -40,6 +40,9 @@ class PreparedData:
     extra: np.ndarray | None = None
     #: Every item the reader listed, usable or not, in input order (the dataset's ids).
     source_ids: list[str] | None = None
+    #: (n, T) a residual hybrid's descriptor-forest predictions in data units, which the
+    #: objective adds to the network's output (:mod:`crystalgnn.training.residual`).
+    base: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -186,16 +189,20 @@ class NoLoneBatchSampler(BatchSampler):
 class Collator:
     """Picklable collate function (works with ``num_workers > 0``; graphs are never rebuilt)."""
 
-    def __init__(self, store: GraphStore, targets: np.ndarray | None, extra: np.ndarray | None = None) -> None:
+    def __init__(self, store: GraphStore, targets: np.ndarray | None, extra: np.ndarray | None = None,
+                 base: np.ndarray | None = None) -> None:
         self.store = store
         self.targets = targets
         self.extra = extra
+        self.base = base
 
     def __call__(self, indices: list[int]) -> Data:
         idx = np.asarray(indices, dtype=np.int64)
         batch = self.store.collate(idx, None if self.targets is None else self.targets[idx])
         if self.extra is not None:
             batch.extra = torch.from_numpy(self.extra[idx])
+        if self.base is not None:
+            batch.base = torch.from_numpy(self.base[idx])
         return batch
 
 
@@ -211,12 +218,12 @@ def make_loader(
     dataset = _IndexDataset(indices)
     if not shuffle:
         return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                          collate_fn=Collator(data.store, data.targets, data.extra), persistent_workers=num_workers > 0)
+                          collate_fn=Collator(data.store, data.targets, data.extra, data.base), persistent_workers=num_workers > 0)
     return DataLoader(
         dataset,
         batch_sampler=NoLoneBatchSampler(ShuffleSampler(dataset), batch_size),
         num_workers=num_workers,
-        collate_fn=Collator(data.store, data.targets, data.extra),
+        collate_fn=Collator(data.store, data.targets, data.extra, data.base),
         persistent_workers=num_workers > 0,
     )
 

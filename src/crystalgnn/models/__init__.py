@@ -92,6 +92,14 @@ def _pretrained_table(run: str) -> np.ndarray:
     return table
 
 
+def crystal_input_width(cfg: RunConfig) -> int:
+    """Crystal-level inputs of the head: the descriptors, and for the residual hybrid also its
+    forest's prediction of each target (so the network can lean on the forest, or undo it)."""
+    from crystalgnn.config import FOREST_HYBRIDS
+
+    return len(cfg.model.descriptors) + (cfg.model.n_targets if cfg.model.hybrid in FOREST_HYBRIDS else 0)
+
+
 def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Module:
     """The model described by ``cfg`` (fresh weights).
 
@@ -104,7 +112,7 @@ def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Mo
         out_features=output_width(cfg),
         pooling=cfg.model.pooling,
         dropout=cfg.model.dropout,
-        extra_features=len(cfg.model.descriptors),
+        extra_features=crystal_input_width(cfg),
         atom_table=table,
         run=cfg,
     )

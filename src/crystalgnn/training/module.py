@@ -117,7 +117,7 @@ def build_module(
     """The model of ``cfg`` (fresh weights, through the registry) with the objective of its task."""
     model = build_model(cfg, atom_table)
     m = cfg.model
-    objective = make_objective(m.task, m.n_targets, m.pooling, cfg.data.per_atom, target_mean, target_std)
+    objective = make_objective(m.task, m.n_targets, m.pooling, cfg.data.per_atom, target_mean, target_std, m.hybrid)
     return CrystalModule(model, objective, cfg.train)
 
 

@@ -88,22 +88,36 @@ class TargetNormalizer(nn.Module):
         return values * self.std + self.mean
 
 
+def base_of(batch: Data) -> Tensor | None:
+    """A residual hybrid's forest predictions (B, T) in data units, or None."""
+    return getattr(batch, "base", None)
+
+
 class RegressionObjective(nn.Module):
-    """MSE on normalized targets; logs ``val_mae`` in data units (mean over targets)."""
+    """MSE on normalized targets; logs ``val_mae`` in data units (mean over targets).
+
+    With ``adds_base`` (the residual hybrid), a batch's ``base`` (its forest predictions, data
+    units) is learned as the residual ``y - base`` and added back to every prediction; otherwise
+    a ``base`` is only an input of the head (the stacked hybrid)."""
 
     is_classification = False
     monitor = ("val_mae", "min")
 
-    def __init__(self, normalizer: TargetNormalizer) -> None:
+    def __init__(self, normalizer: TargetNormalizer, adds_base: bool = False) -> None:
         super().__init__()
         self.normalizer = normalizer
+        self.adds_base = adds_base
 
     def loss(self, out: Tensor, batch: Data) -> Tensor:
-        return F.mse_loss(out, self.normalizer.encode(batch.y, atoms_per_crystal(batch)))
+        base = base_of(batch) if self.adds_base else None
+        target = batch.y if base is None else batch.y - base
+        return F.mse_loss(out, self.normalizer.encode(target, atoms_per_crystal(batch)))
 
     def predict(self, out: Tensor, batch: Data) -> Tensor:
         """(B, T) predictions in the units of the data."""
-        return self.normalizer.decode(out, atoms_per_crystal(batch))
+        values = self.normalizer.decode(out, atoms_per_crystal(batch))
+        base = base_of(batch) if self.adds_base else None
+        return values if base is None else values + base
 
     def validation_metrics(self, out: Tensor, batch: Data) -> dict[str, Tensor]:
         return {"val_mae": (self.predict(out, batch) - batch.y).abs().mean()}
@@ -141,7 +155,10 @@ class ModelWithObjective:
         return self.objective.is_classification
 
     def forward(self, batch: Data):
-        return self.model(batch, getattr(batch, "extra", None))
+        extra, base = getattr(batch, "extra", None), base_of(batch)
+        if base is not None:  # the residual hybrid's head also reads the forest's prediction
+            extra = torch.cat([extra, base.to(extra.dtype)], dim=-1)
+        return self.model(batch, extra)
 
     def predictions(self, out: Tensor, batch: Data) -> Tensor:
         """Model outputs → predictions in data units (or class probabilities)."""
@@ -156,8 +173,9 @@ def normalizer_mode(pooling: str, per_atom: bool) -> NormalizerMode:
 
 
 def make_objective(task: str, n_targets: int, pooling: str, per_atom: bool,
-                   mean: np.ndarray | None = None, std: np.ndarray | None = None) -> Objective:
-    """The objective of a run: classification, or regression with its normalizer."""
+                   mean: np.ndarray | None = None, std: np.ndarray | None = None, hybrid: str = "end-to-end") -> Objective:
+    """The objective of a run: classification, or regression with its normalizer (which learns
+    the residual of a forest for ``hybrid="residual"``)."""
     if task == "classification":
         return ClassificationObjective()
-    return RegressionObjective(TargetNormalizer(n_targets, normalizer_mode(pooling, per_atom), mean, std))
+    return RegressionObjective(TargetNormalizer(n_targets, normalizer_mode(pooling, per_atom), mean, std), adds_base=hybrid == "residual")

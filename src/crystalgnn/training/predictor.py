@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from crystalgnn import registry, transforms
-from crystalgnn.config import RunConfig
+from crystalgnn.config import FOREST_HYBRIDS, RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import DatasetError
@@ -48,7 +48,7 @@ class TrainedModel(ModelWithObjective, nn.Module):
 def build_trained(cfg: RunConfig, atom_table: Tensor | None = None) -> TrainedModel:
     """The model of ``cfg`` with the objective of its task (fresh weights, to load a state into)."""
     m = cfg.model
-    return TrainedModel(build_model(cfg, atom_table), make_objective(m.task, m.n_targets, m.pooling, cfg.data.per_atom))
+    return TrainedModel(build_model(cfg, atom_table), make_objective(m.task, m.n_targets, m.pooling, cfg.data.per_atom, hybrid=m.hybrid))
 
 
 @dataclass
@@ -69,10 +69,13 @@ class Predictor:
     """A trained model with the settings it was trained with. ``module``: a :class:`TrainedModel`
     (from :func:`load_model`) or the training module itself (at the end of training)."""
 
-    def __init__(self, module: nn.Module, cfg: RunConfig, device: str | torch.device = "cpu") -> None:
+    def __init__(self, module: nn.Module, cfg: RunConfig, device: str | torch.device = "cpu", base_forest: Any = None) -> None:
         self.cfg = cfg
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
+        #: A residual hybrid's descriptor forest (:mod:`crystalgnn.training.residual`), else None
+        #: (then the data must carry its ``base``, as at the end of training).
+        self.base_forest = base_forest
 
     @property
     def target_names(self) -> list[str]:
@@ -91,6 +94,12 @@ class Predictor:
             data = self.prepare(data)
         idx = np.arange(len(data)) if indices is None else np.asarray(indices)
         batch_size = batch_size or self.cfg.train.batch_size
+        if self.base_forest is not None:  # this model's own forest (ensemble members each have one)
+            from crystalgnn.training.residual import base_predictions
+
+            data.base = base_predictions(self.base_forest, data.extra, data.store.num_atoms, self.cfg.data.per_atom, self.cfg.model.n_targets)
+        elif self.cfg.model.hybrid in FOREST_HYBRIDS and data.base is None:
+            raise ValueError("a residual-hybrid model predicts with its descriptor forest: load it with load_model(run_dir)")
         values, embeddings, sites = [], [], []
         for batch in make_loader(data, idx, batch_size):
             batch = batch.to(self.device)
@@ -179,6 +188,7 @@ class EnsemblePredictor(Predictor):
             raise ValueError("an ensemble needs at least one member")
         self.members = list(members)
         self.cfg = cfg
+        self.base_forest = None  # each member adds its own forest's base
         self.device = self.members[0].device
         self.module = self.members[0].module  # the task and shapes, shared by every member
 
@@ -249,4 +259,9 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predi
     table = state.get("model.atom_input.table", state.get("model.atom_input.features.element_table"))
     module = build_trained(cfg, atom_table=table)
     module.load_state_dict(state)
-    return Predictor(module, cfg, device)
+    forest = None
+    if cfg.model.hybrid in FOREST_HYBRIDS:
+        from crystalgnn.training.residual import load_forest
+
+        forest = load_forest(run_dir, len(cfg.model.descriptors))
+    return Predictor(module, cfg, device, base_forest=forest)

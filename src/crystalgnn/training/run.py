@@ -39,7 +39,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 
-from crystalgnn.config import RunConfig
+from crystalgnn.config import FOREST_HYBRIDS, RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, finalize_config, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, make_split
@@ -112,16 +112,33 @@ def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache:
     return prepared
 
 
+def _fit_residual_base(prepared: PreparedData, cfg: RunConfig, split: Split, run_dir: Path) -> np.ndarray:
+    """The residual hybrid's forest (saved in ``run_dir``): sets ``prepared.base`` to what the
+    network trains against (out-of-fold on the training split) and returns every item's
+    whole-split forest prediction (see :mod:`crystalgnn.training.residual`)."""
+    from crystalgnn.training.residual import fit_base_forest, save_forest
+
+    assert prepared.extra is not None
+    forest, prepared.base, base_for_all = fit_base_forest(
+        prepared.extra, prepared.targets, prepared.store.num_atoms, split["train"], cfg.data.per_atom, cfg.train.seed,
+        threads=cfg.train.threads)
+    save_forest(forest, run_dir)
+    return base_for_all
+
+
 def _initial_module(cfg: RunConfig, prepared: PreparedData, split: Split) -> CrystalModule:
     """Fresh model and objective, with the training split's target and descriptor statistics."""
     mean = std = None
     if cfg.model.task == "regression" and cfg.train.normalize_targets:
         mode = normalizer_mode(cfg.model.pooling, cfg.data.per_atom)
-        mean, std = TargetNormalizer.statistics(prepared.targets[split["train"]], prepared.store.num_atoms[split["train"]], mode)
+        # the residual hybrid learns y - forest
+        learned = prepared.targets - prepared.base if cfg.model.hybrid == "residual" else prepared.targets
+        mean, std = TargetNormalizer.statistics(learned[split["train"]], prepared.store.num_atoms[split["train"]], mode)
     module = build_module(cfg, mean, std)
     fit_atom_features(module, prepared, split["train"])
     if prepared.extra is not None:
-        module.model.readout.set_extra_statistics(*descriptor_statistics(prepared.extra[split["train"]]))
+        crystal_inputs = prepared.extra if prepared.base is None else np.concatenate([prepared.extra, prepared.base], axis=1)
+        module.model.readout.set_extra_statistics(*descriptor_statistics(crystal_inputs[split["train"]]))
     if cfg.train.init_from:
         copied = initialize_from(module, cfg.train.init_from, skip_readout=cfg.train.freeze_encoder)
         log.info("initialized %d tensors from %s", len(copied), cfg.train.init_from)
@@ -321,6 +338,7 @@ def train(
     fingerprint = data_fingerprint(prepared, split)
     resumed_epoch = _check_resumable(run_dir, cfg, fingerprint) if resume else None
     cfg.save(run_dir / "config.json")
+    base_for_all = _fit_residual_base(prepared, cfg, split, run_dir) if cfg.model.hybrid in FOREST_HYBRIDS else None
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = _initial_module(cfg, prepared, split)
@@ -353,6 +371,8 @@ def train(
     if not run.best.best_model_path:
         raise ValueError(f"training {STOP_REASONS[str(report['stop_reason'])]} before its first validation, so no model was "
                          "kept; allow more time (--max-minutes) or fewer crystals per epoch")
+    if base_for_all is not None:  # every split predicted as a loaded model predicts it: whole-split forest
+        prepared.base = base_for_all
     metrics = _write_run_outputs(module, cfg, prepared, split, run_dir, run.best.best_model_path, run.trainer, report,
                                  wall_seconds=time.perf_counter() - started)
     return TrainResult(run_dir, metrics, len(prepared.problems))
