@@ -55,7 +55,8 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     h.add_argument("--hybrid", choices=["end-to-end", "frozen", "residual", "stacked"],
                    help="end-to-end (Eq. 14, default); frozen (Eq. S5: train the plain model first, then only a new head on representation + descriptors); "
                         "stacked (a random forest on the descriptors first; its cross-fitted prediction is one more input of the head: "
-                        "the best hybrid on our benchmark, see README); residual (as stacked, and the network learns y minus the forest)")
+                        "use it where the forest alone beats the plain network, see README); residual (as stacked, and the network learns "
+                        "y minus the forest; measured worse)")
     h.add_argument("--per-atom", action="store_true", default=None,
                    help="learn target / number of atoms in the cell, report per-cell predictions (Table 2: normalization of extensive targets)")
     h.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of a finished run (matching tensors are copied)")

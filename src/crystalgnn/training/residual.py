@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -124,7 +125,9 @@ def save_forest(model, run_dir: str | Path, forest: ForestConfig = ForestConfig(
     import skops.io as sio
 
     path = Path(run_dir) / FOREST_FILE
-    sio.dump(model, path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")  # DDP ranks each write: whole files only
+    sio.dump(model, partial)
+    os.replace(partial, path)
     path.with_suffix(".json").write_text(json.dumps({"forest": asdict(forest), "n_features": int(model.n_features_in_)}, indent=2) + "\n")
     return path
 
