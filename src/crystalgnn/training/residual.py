@@ -95,11 +95,11 @@ def fit_base_forest(
     from sklearn.model_selection import KFold
 
     if folds < 2:
-        raise ValueError(f"the residual hybrid cross-fits its forest; folds must be at least 2, not {folds}")
+        raise ValueError(f"a forest hybrid (--hybrid stacked / residual) cross-fits its forest; folds must be at least 2, not {folds}")
     train_rows = np.asarray(train_rows)
     if len(train_rows) < 2 * folds:
-        raise ValueError(f"the residual hybrid needs at least {2 * folds} training crystals to cross-fit its forest, "
-                         f"got {len(train_rows)}")
+        raise ValueError(f"a forest hybrid (--hybrid stacked / residual) needs at least {2 * folds} training crystals to "
+                         f"cross-fit its forest, got {len(train_rows)}; use more data or plain --descriptors")
     x = np.asarray(descriptors, np.float64)
     y = learned_forest_targets(np.asarray(targets, np.float64), np.asarray(atoms, np.float64), per_atom)
     scale = np.asarray(atoms, np.float64)[:, None] if per_atom else np.ones((len(x), 1))
