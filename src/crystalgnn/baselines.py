@@ -19,33 +19,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from crystalgnn.config import RunConfig
+from crystalgnn.config import ForestConfig, RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import DatasetError, write_problems
 from crystalgnn.paths import resolve_cache_dir
 
 log = logging.getLogger("crystalgnn")
-
-
-@dataclass(frozen=True)
-class ForestConfig:
-    """Random forest settings (scikit-learn names). ``max_features=1.0`` is the regression default
-    of scikit-learn (all features per split); 300 trees."""
-
-    features: tuple[Literal["descriptors", "composition"], ...] = ("descriptors",)
-    descriptors: tuple[str, ...] = ()  # empty: the default hybridization set
-    n_estimators: int = 300
-    max_features: float = 1.0
-    min_samples_leaf: int = 1
-    n_jobs: int = -1
 
 
 def composition_features(dataset: CrystalDataset, rows: Sequence[int], progress: bool = False) -> tuple[np.ndarray, list[str]]:

@@ -103,6 +103,19 @@ class FeatureConfig:
         parse_atom_features(self.atom_features)  # raises, listing the choices
 
 
+@dataclass(frozen=True)
+class ForestConfig:
+    """Random forest settings (scikit-learn names). ``max_features=1.0`` is the regression default
+    of scikit-learn (all features per split); 300 trees."""
+
+    features: tuple[Literal["descriptors", "composition"], ...] = ("descriptors",)
+    descriptors: tuple[str, ...] = ()  # empty: the default hybridization set
+    n_estimators: int = 300
+    max_features: float = 1.0
+    min_samples_leaf: int = 1
+    n_jobs: int = -1
+
+
 #: Hybrids that fit a random forest on the descriptors first (:mod:`crystalgnn.training.residual`).
 FOREST_HYBRIDS = ("residual", "stacked")
 

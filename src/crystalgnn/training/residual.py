@@ -12,7 +12,7 @@ hybrid stacks the two instead:
     \hat y(G, d) = f_\mathrm{RF}(d) + \sigma\,\mathrm{NN}(G, \tilde d \oplus \tilde f_\mathrm{RF}(d)) + \mu,
 
 where :math:`f_\mathrm{RF}` is a random forest on the raw descriptors :math:`d` (the same forest
-as the descriptors-only baseline, :class:`crystalgnn.baselines.ForestConfig`), and the network
+as the descriptors-only baseline, :class:`crystalgnn.config.ForestConfig`), and the network
 (any model, with the descriptors in its head as in Eq. 14) learns the residual
 :math:`y - f_\mathrm{RF}(d)`, standardized with the residual's training mean μ and spread σ.
 The head also reads the forest's prediction (standardized, :math:`\tilde f`), so that where the
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crystalgnn.baselines import ForestConfig
+from crystalgnn.config import ForestConfig
 
 log = logging.getLogger("crystalgnn")
 
