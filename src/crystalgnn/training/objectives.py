@@ -89,7 +89,7 @@ class TargetNormalizer(nn.Module):
 
 
 def base_of(batch: Data) -> Tensor | None:
-    """A residual hybrid's forest predictions (B, T) in data units, or None."""
+    """A forest hybrid's (stacked or residual) forest predictions (B, T) in data units, or None."""
     return getattr(batch, "base", None)
 
 
@@ -156,7 +156,7 @@ class ModelWithObjective:
 
     def forward(self, batch: Data):
         extra, base = getattr(batch, "extra", None), base_of(batch)
-        if base is not None:  # the residual hybrid's head also reads the forest's prediction
+        if base is not None:  # a forest hybrid's head also reads the forest's prediction
             extra = torch.cat([extra, base.to(extra.dtype)], dim=-1)
         return self.model(batch, extra)
 

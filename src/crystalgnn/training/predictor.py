@@ -73,7 +73,7 @@ class Predictor:
         self.cfg = cfg
         self.device = torch.device(device)
         self.module = module.to(self.device).eval()
-        #: A residual hybrid's descriptor forest (:mod:`crystalgnn.training.residual`), else None
+        #: A forest hybrid's descriptor forest (:mod:`crystalgnn.training.residual`), else None
         #: (then the data must carry its ``base``, as at the end of training).
         self.base_forest = base_forest
 
@@ -99,7 +99,7 @@ class Predictor:
 
             data.base = base_predictions(self.base_forest, data.extra, data.store.num_atoms, self.cfg.data.per_atom, self.cfg.model.n_targets)
         elif self.cfg.model.hybrid in FOREST_HYBRIDS and data.base is None:
-            raise ValueError("a residual-hybrid model predicts with its descriptor forest: load it with load_model(run_dir)")
+            raise ValueError("a forest-hybrid model (stacked or residual) predicts with its descriptor forest: load it with load_model(run_dir)")
         values, embeddings, sites = [], [], []
         for batch in make_loader(data, idx, batch_size):
             batch = batch.to(self.device)
