@@ -1,4 +1,4 @@
-"""Command line: ``crystalgnn train | predict | evaluate | pretrain | featurize | baseline | probe |
+"""Command line: ``crystalgnn check | train | predict | evaluate | pretrain | featurize | baseline | probe |
 periodicity | importance | cache``. One module per command, each ``add_parser(subparsers)`` + ``run(args)``; the
 modules parse arguments and call the library, nothing more. ``crystalgnn COMMAND --help``
 explains each."""
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 DESCRIPTION = """\
 crystalgnn: graph neural networks for crystal properties (CGCNN, ALIGNN, ... on one cached, fast core).
 
+  crystalgnn check DATA --target NAME                      what a model will not see: extensive target, outliers, ...
   crystalgnn train DATA --target NAME --run-dir runs/x     train, write a run directory (--model alignn, ...)
   crystalgnn train --resume runs/x                         continue a killed run
   crystalgnn predict runs/x new_cifs/ -o predictions.csv   predict new structures
@@ -38,7 +39,7 @@ with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated da
 """
 
 #: Command modules, in the order of ``crystalgnn --help``.
-COMMANDS = ("train", "predict", "evaluate", "pretrain", "featurize", "baseline", "probe", "periodicity", "importance", "cache")
+COMMANDS = ("check", "train", "predict", "evaluate", "pretrain", "featurize", "baseline", "probe", "periodicity", "importance", "cache")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -27,6 +27,8 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
         add_model_choice(tr, help_tail="; sets that model's reference graph, architecture and training defaults, which the flags below override")
     add_data_args(tr)
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.add_argument("--no-data-check", action="store_true",
+                    help="do not print the short data check (target distribution, extensive target, cells beyond the cutoff) before training")
     g = tr.add_argument_group("graph (CGCNN: radius 8 Å, 12 neighbours; ALIGNN: knn 12 with line graph)")
     g.add_argument("--graph-strategy", choices=["radius", "knn", "nearest"],
                    help="radius: ≤ max-neighbours within the cutoff; knn: all up to the k-th neighbour distance, growing cutoff, "
@@ -168,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("train: give a dataset (positional DATA or --dataset); see 'crystalgnn train --help'")
         if not args.run_dir:
             raise ValueError("train: give --run-dir (the output folder), or --resume RUN_DIR to continue a run")
-        result = train(data, args.run_dir, config_from_args(args), cache_dir=cache, workers=args.workers, progress=not args.quiet)
+        result = train(data, args.run_dir, config_from_args(args), cache_dir=cache, workers=args.workers, progress=not args.quiet,
+                       data_check=not args.no_data_check)
     if result.metrics:
         print(result.summary())
     return 0

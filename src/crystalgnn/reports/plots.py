@@ -105,3 +105,32 @@ def learning_curve_plot(metrics_csv: str | Path, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def data_check_plot(targets: np.ndarray, names: list[str], natoms: np.ndarray, path: str | Path,
+                    verdicts: list[str] | None = None) -> None:
+    """One row per target: its histogram, and the target against the atoms per cell (log axes
+    where the values allow), with the line of slope 1 through the medians that an extensive
+    target would follow (``crystalgnn check``)."""
+    rows = max(1, len(names))
+    fig, axes = plt.subplots(rows, 2, figsize=(9, 3.2 * rows), dpi=110, squeeze=False)
+    natoms = np.asarray(natoms, float)
+    for k, name in enumerate(names):
+        y = np.asarray(targets[:, k], float)
+        ok = np.isfinite(y)
+        hist, scatter = axes[k]
+        hist.hist(y[ok], bins=50, color="#9ecae1")
+        hist.set(xlabel=name, ylabel="crystals", title=f"{name}: distribution")
+        scatter.scatter(natoms[ok], y[ok], s=5, alpha=0.4, color="#3182bd")
+        if ok.any() and np.all(y[ok] > 0):
+            scatter.set_xscale("log")
+            scatter.set_yscale("log")
+            n0, y0 = float(np.median(natoms[ok])), float(np.median(y[ok]))
+            grid = np.array([natoms[ok].min(), natoms[ok].max()])
+            scatter.plot(grid, y0 * grid / n0, "k--", lw=1, label="∝ atoms (extensive)")
+            scatter.legend(loc="upper left")
+        verdict = f" ({verdicts[k]})" if verdicts else ""
+        scatter.set(xlabel="atoms per cell", ylabel=name, title=f"{name} against cell size{verdict}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

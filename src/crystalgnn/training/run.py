@@ -112,6 +112,21 @@ def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache:
     return prepared
 
 
+def _print_data_check(prepared: PreparedData, cfg: RunConfig) -> None:
+    """The few lines of ``crystalgnn check`` that cost nothing (no structure matching), with
+    advice only where the run does not already follow it."""
+    import sys
+
+    from crystalgnn.reports.datacheck import check_prepared
+
+    if cfg.model.task == "classification":
+        return
+    normalized = bool(cfg.data.per_atom) or cfg.model.pooling == "sum"
+    report = check_prepared(prepared, cfg.graph.cutoff, cfg.data.transform, duplicates=False, normalized=normalized)
+    print(report.summary(short=True) + "\n  (the whole report, duplicates included: crystalgnn check DATA -t TARGET; "
+          "--no-data-check hides this)", file=sys.stderr, flush=True)
+
+
 def _fit_residual_base(prepared: PreparedData, cfg: RunConfig, split: Split, run_dir: Path) -> np.ndarray:
     """The residual hybrid's forest (saved in ``run_dir``): sets ``prepared.base`` to what the
     network trains against (out-of-fold on the training split) and returns every item's
@@ -227,7 +242,7 @@ def _member_to_train(member: Path, expected: RunConfig) -> str:
 
 
 def _train_ensemble(data: Any, run_dir: Path, cfg: RunConfig, cache: Any, workers: int, progress: bool, resume: bool,
-                    callbacks: list[L.Callback] | None) -> TrainResult:
+                    callbacks: list[L.Callback] | None, data_check: bool = False) -> TrainResult:
     """``cfg.train.ensemble`` members in ``run_dir/members/<k>``, one after the other, then the
     ensemble's predictions, metrics and calibration (see :mod:`crystalgnn.training.ensemble`)."""
     started = time.perf_counter()
@@ -245,6 +260,8 @@ def _train_ensemble(data: Any, run_dir: Path, cfg: RunConfig, cache: Any, worker
     # them again, reading the graphs this pass left in the cache.
     dataset = resolve_dataset(data, cfg.data.targets, cfg.data.transform)
     prepared = _prepare_data(dataset, cfg, run_dir, cache, workers, progress)
+    if data_check and not resume:
+        _print_data_check(prepared, cfg)
     cfg = finalize_config(cfg, dataset, prepared)
     split = make_split(prepared, cfg)
     if resume:
@@ -294,6 +311,7 @@ def train(
     progress: bool = True,
     resume: bool = False,
     callbacks: list[L.Callback] | None = None,
+    data_check: bool = False,
 ) -> TrainResult:
     """Train a model and write a run directory (see module docstring).
 
@@ -305,7 +323,9 @@ def train(
     :mod:`crystalgnn.training.resume`). ``callbacks``: extra Lightning callbacks.
     ``config.train.ensemble > 1``: an ensemble of that many members, each an ordinary run in
     ``run_dir/members/<k>`` (see :mod:`crystalgnn.training.ensemble`); training it again in the
-    same ``run_dir`` keeps its finished members and continues a killed one.
+    same ``run_dir`` keeps its finished members and continues a killed one. ``data_check``: print
+    the short data check (:mod:`crystalgnn.reports.datacheck`, without the duplicate search) to
+    stderr before training (the CLI does unless ``--no-data-check``).
     """
     run_dir = Path(run_dir)
     n_members = config.train.ensemble if config is not None else ensemble_size(run_dir) if resume else 1
@@ -313,7 +333,7 @@ def train(
         if resume and not (run_dir / "config.json").exists():
             raise FileNotFoundError(f"--resume {run_dir}: no config.json there; start the ensemble again without --resume")
         return _train_ensemble(data, run_dir, config or RunConfig.load(run_dir / "config.json"), resolve_cache_dir(cache_dir),
-                               workers, progress, resume, callbacks)
+                               workers, progress, resume, callbacks, data_check)
     started = time.perf_counter()
     saved = saved_config(run_dir) if resume else None  # a clear error before any work when there is nothing to resume
     cfg = config or saved or RunConfig()
@@ -331,6 +351,8 @@ def train(
     if cfg.model.descriptors and cfg.model.hybrid == "frozen" and not cfg.train.init_from:
         cfg = _train_representation_first(dataset, run_dir, cfg, cache, workers, progress)
     prepared = _prepare_data(dataset, cfg, run_dir, cache, workers, progress)
+    if data_check and not resume:
+        _print_data_check(prepared, cfg)
     cfg = finalize_config(cfg, dataset, prepared)
     split = make_split(prepared, cfg)
     if len(split["train"]) == 0 or len(split["val"]) == 0:
