@@ -13,6 +13,9 @@ batch size and time budget):
                   what the forest misses;
 * ``stacked``   — the stacked hybrid (``--hybrid stacked``): the same cross-fitted forest's
                   prediction is one more input of the Eq. 14 head, no offset;
+* ``blend``     — the blend hybrid (``--hybrid blend``): the Eq. 14 network and the forest,
+                  trained apart, predict ``w · network + (1 − w) · forest`` with ``w`` chosen
+                  on the validation split;
 * ``frozen``    — Eq. S5: the plain run's representation, frozen, with a new head on
                   representation ⊕ descriptors (on request);
 * for extensive per-cell targets also ``sum`` (sum pooling, Eq. 13) and ``per-atom`` (learn
@@ -78,7 +81,7 @@ PAPER = {
     "perovskite-heat": (None, None, None),
 }
 EXTENSIVE = {"magnetization", "volume", "perovskite-heat"}
-BASE_VARIANTS = ["rf", "plain", "de", "residual", "stacked"]
+BASE_VARIANTS = ["rf", "plain", "de", "residual", "stacked", "blend"]
 EXTENSIVE_VARIANTS = ["sum", "per-atom", "residual-per-atom"]
 OTHER_VARIANTS = ["frozen"]
 #: The first version of this benchmark named the CGCNN variants after the model.
@@ -113,7 +116,7 @@ def dataset_for(task: str, max_items: int, seed: int):
 def variant_config(base: RunConfig, variant: str) -> RunConfig:
     """``base`` (the plain network of this task) changed as ``variant`` says."""
     model, data = base.model, base.data
-    if variant in ("de", "frozen") or variant.startswith(("residual", "stacked")):
+    if variant in ("de", "frozen") or variant.startswith(("residual", "stacked", "blend")):
         hybrid = "end-to-end" if variant == "de" else variant.split("-")[0]
         model = dataclasses.replace(model, descriptors=default_hybrid_descriptors(), hybrid=hybrid)
     if variant == "sum":
@@ -187,15 +190,19 @@ def collect(args: argparse.Namespace, tasks: list[str]) -> dict:
             rows.append((task, variant, f"{test['mae']:.4g}", f"{test['mae_over_mad']:.3f}", f"{test['r2']:.3f}",
                          "" if ref is None else f"{ref:.3f}", str(test["n"]), "" if seconds is None else f"{seconds:.0f}"))
         table = results["tasks"][task]
+        if "blend" not in table and {"de", "rf"} <= set(table) and args.blend_from_parts:
+            table["blend"] = blend_from_parts(args, task)
+            rows.append((task, "blend*", f"{table['blend']['mae']:.4g}", f"{table['blend']['mae_over_mad']:.3f}", "", "",
+                         str(table["blend"]["n"]), ""))
         if {"plain", "rf"} <= set(table):
             best = "plain" if table["plain"]["mae_over_mad"] <= table["rf"]["mae_over_mad"] else "rf"
             table["best_part"] = {"variant": best, "mae_over_mad": table[best]["mae_over_mad"]}
-            for hybrid in ("de", "stacked", "residual"):
+            for hybrid in ("de", "stacked", "residual", "blend"):
                 if hybrid in table:
                     table[f"{hybrid}_vs_best_part"] = paired_difference(args, task, hybrid, best)
     print_table(rows, ("task", "variant", "test MAE", "MAE/MAD", "R²", "paper MAE/MAD", "n test", "s"))
     for task, table in results["tasks"].items():
-        for hybrid in ("de", "stacked", "residual"):
+        for hybrid in ("de", "stacked", "residual", "blend"):
             if f"{hybrid}_vs_best_part" in table:
                 d = table[f"{hybrid}_vs_best_part"]
                 print(f"{task:16s} {hybrid:9s} - {d['against']:5s}: {d['difference']:+.3f} MAE/MAD, 95 % CI "
@@ -203,14 +210,53 @@ def collect(args: argparse.Namespace, tasks: list[str]) -> dict:
     return results
 
 
+def _predictions(args: argparse.Namespace, task: str, variant: str, split: str):
+    import pandas as pd
+
+    frame = pd.read_csv(_run_or_parts(args, task, variant) / f"predictions_{split}.csv").set_index("id")
+    return frame, *_learned_columns(frame)
+
+
+def _learned_columns(frame) -> tuple[str, str]:
+    """(true, predicted) columns in the units the metrics are in: log10 where the run learned it."""
+    columns = [c for c in frame.columns if c.startswith("true_")]
+    true = next((c for c in columns if c.startswith("true_log10_")), columns[0])
+    return true, true.replace("true_", "pred_", 1)
+
+
+def blend_from_parts(args: argparse.Namespace, task: str) -> dict:
+    """What ``--hybrid blend`` predicts, from the finished ``de`` and ``rf`` runs: its network is
+    the Eq. 14 network (the same seed, inputs and data order, so the same weights) and its forest
+    the descriptors-only forest, so ``w`` is fitted on their validation predictions with the
+    tool's own :func:`fit_blend_weight` and applied to their test predictions. Written as the
+    ``blend`` run's ``predictions_test.csv`` would be (under ``<task>/blend-from-parts``), so the
+    paired intervals read it like any run."""
+    from crystalgnn.reports.metrics import regression_metrics
+    from crystalgnn.training.objectives import fit_blend_weight
+
+    val_de, true, pred = _predictions(args, task, "de", "val")
+    val_rf = _predictions(args, task, "rf", "val")[0].loc[val_de.index]
+    w = float(fit_blend_weight(val_de[[pred]].to_numpy(), val_rf[[pred]].to_numpy(), val_de[[true]].to_numpy())[0])
+    test_de = _predictions(args, task, "de", "test")[0]
+    test_rf = _predictions(args, task, "rf", "test")[0].loc[test_de.index]
+    out = test_de[[true]].copy()
+    out[pred] = w * test_de[pred] + (1 - w) * test_rf[pred]
+    folder = args.out / task / "blend-from-parts"
+    folder.mkdir(parents=True, exist_ok=True)
+    out.to_csv(folder / "predictions_test.csv")
+    y = out[true].to_numpy()
+    metrics = regression_metrics(y, out[pred].to_numpy())
+    mad = float(np.abs(y - y.mean()).mean())
+    return {**metrics, "mad": mad, "mae_over_mad": metrics["mae"] / mad, "n": len(y), "blend_weight": w, "from_parts": True}
+
+
 def paired_difference(args: argparse.Namespace, task: str, variant: str, other: str, draws: int = 2000) -> dict:
     """Test MAE/MAD of ``variant`` minus ``other`` on the same test crystals, with a 95 % paired
     bootstrap interval (seeded): how much of a difference one split can tell apart."""
     import pandas as pd
 
-    frames = [pd.read_csv(run_dir_of(args, task, v) / "predictions_test.csv").set_index("id") for v in (variant, other)]
-    true = next(c for c in frames[0].columns if c.startswith("true_"))
-    pred = true.replace("true_", "pred_", 1)
+    frames = [pd.read_csv(_run_or_parts(args, task, v) / "predictions_test.csv").set_index("id") for v in (variant, other)]
+    true, pred = _learned_columns(frames[0])  # log10 for the moduli, as their MAE/MAD
     frames[1] = frames[1].loc[frames[0].index]
     y = frames[0][true].to_numpy()
     mad = np.abs(y - y.mean()).mean()
@@ -220,6 +266,11 @@ def paired_difference(args: argparse.Namespace, task: str, variant: str, other: 
     low, high = np.percentile(boots, [2.5, 97.5])
     return {"against": other, "difference": float(diff.mean()), "ci95": [float(low), float(high)],
             "verdict": "better" if high < 0 else "worse" if low > 0 else "not distinguishable"}
+
+
+def _run_or_parts(args: argparse.Namespace, task: str, variant: str) -> Path:
+    run = run_dir_of(args, task, variant)
+    return run if (run / "predictions_test.csv").exists() or variant != "blend" else args.out / task / "blend-from-parts"
 
 
 def variants_of(args: argparse.Namespace, task: str) -> list[str]:
@@ -271,6 +322,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=123)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hybrid")
     parser.add_argument("--results", help="name of the summary JSON in benchmarks/results (hybrid-<model>.json)")
+    parser.add_argument("--blend-from-parts", action="store_true",
+                        help="where no blend run exists, compute it from the de and rf runs (see blend_from_parts)")
     parser.add_argument("--collect", action="store_true", help="only read finished runs and write the table and chart")
     args = parser.parse_args()
 

@@ -128,3 +128,11 @@ def test_train_prints_the_short_check_unless_told_not_to(elasticity_slice, tmp_p
     assert "data check: 80 usable" in err and "scales with cell size" in err
     assert cli_main([*common, "--run-dir", str(tmp_path / "b"), "--no-data-check"]) == 0
     assert "data check" not in capsys.readouterr().err
+
+
+def test_cli_uses_the_graph_cache_as_train_does(elasticity_slice, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CRYSTALGNN_CACHE", str(cache))
+    assert cli_main(["check", str(elasticity_slice), "-t", "0", "--out", "report", "--quiet", "--no-duplicates"]) == 0
+    assert not (tmp_path / "default").exists() and any(cache.rglob("*"))

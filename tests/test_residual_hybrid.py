@@ -17,7 +17,7 @@ from crystalgnn.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from crystalgnn.io import load_dataset
 from crystalgnn.models.cgcnn import CGCNNConfig
 from crystalgnn.predict import load_model
-from crystalgnn.training.objectives import RegressionObjective, TargetNormalizer
+from crystalgnn.training.objectives import RegressionObjective, TargetNormalizer, fit_blend_weight
 from crystalgnn.training.residual import FOREST_FILE, check_forest, fit_base_forest, load_forest
 from crystalgnn.training.run import train
 
@@ -151,3 +151,39 @@ def test_stacked_hybrid_reads_the_forest_without_adding_it(elasticity_slice, tmp
     model.base_forest, prepared.base = None, prepared.base + 1.0
     after = model.predict_store(prepared).values
     assert not np.allclose(after, before) and not np.allclose(after - before, 1.0)
+
+
+def test_blend_weight_is_the_validation_optimum():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(200, 2))
+    network = y + rng.normal(scale=0.1, size=y.shape)
+    forest = y + rng.normal(scale=1.0, size=y.shape)
+    network[:, 1] = y[:, 1] + rng.normal(scale=1.0, size=200)  # target 1: the forest is the better part
+    forest[:, 1] = y[:, 1] + rng.normal(scale=0.1, size=200)
+    w = fit_blend_weight(network, forest, y)
+    assert w[0] >= 0.85 and w[1] <= 0.15
+    np.testing.assert_array_equal(fit_blend_weight(y, y + 1.0, y), [1.0, 1.0])  # a perfect network: w = 1
+    np.testing.assert_array_equal(fit_blend_weight(y + 1.0, y, y), [0.0, 0.0])
+
+
+def test_blend_hybrid_mixes_the_separate_parts_and_round_trips(elasticity_slice, tmp_path):
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    cfg = residual_cfg(epochs=2)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, hybrid="blend"))
+    train(data, tmp_path / "run", cfg, progress=False)
+    model = load_model(tmp_path / "run")
+    objective = model.module.objective
+    assert objective.blends_base and not objective.adds_base
+    assert model.module.model.readout.head[0].in_features == 16 + len(DESCRIPTORS)  # the network does not read the forest
+    w = float(objective.blend_weight[0])
+    assert 0.0 <= w <= 1.0
+    saved = pd.read_csv(tmp_path / "run" / "predictions_test.csv")
+    fresh = model.predict([elasticity_slice / f"{i}.cif" for i in saved["id"].astype(str)])
+    np.testing.assert_allclose(fresh["log10_target1"].to_numpy(), saved["pred_log10_target1"].to_numpy(), rtol=0, atol=1e-6)
+    # prediction = w · network + (1 − w) · forest, exactly
+    prepared = model.prepare([elasticity_slice / f"{i}.cif" for i in range(4)])
+    blended = model.predict_store(prepared).values[:, 0]
+    forest = prepared.base[:, 0].copy()
+    objective.blend_weight.fill_(1.0)
+    network = model.predict_store(prepared).values[:, 0]
+    np.testing.assert_allclose(blended, w * network + (1 - w) * forest, rtol=0, atol=1e-5)

@@ -117,7 +117,9 @@ class ForestConfig:
 
 
 #: Hybrids that fit a random forest on the descriptors first (:mod:`crystalgnn.training.residual`).
-FOREST_HYBRIDS = ("residual", "stacked")
+FOREST_HYBRIDS = ("residual", "stacked", "blend")
+#: Forest hybrids whose head reads the forest's prediction as one more input.
+FOREST_INPUT_HYBRIDS = ("residual", "stacked")
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class ModelConfig:
     #: "residual" (end to end, learning what a random forest on the descriptors misses) or
     #: "stacked" (end to end, the forest's prediction one more input of the head); see
     #: :mod:`crystalgnn.training.residual`.
-    hybrid: Literal["end-to-end", "frozen", "residual", "stacked"] = "end-to-end"
+    hybrid: Literal["end-to-end", "frozen", "residual", "stacked", "blend"] = "end-to-end"
     #: The chosen model's own settings (a frozen dataclass declared in its model file).
     arch: Any = None
 

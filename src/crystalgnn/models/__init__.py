@@ -95,9 +95,9 @@ def _pretrained_table(run: str) -> np.ndarray:
 def crystal_input_width(cfg: RunConfig) -> int:
     """Crystal-level inputs of the head: the descriptors, and for the residual hybrid also its
     forest's prediction of each target (so the network can lean on the forest, or undo it)."""
-    from crystalgnn.config import FOREST_HYBRIDS
+    from crystalgnn.config import FOREST_INPUT_HYBRIDS
 
-    return len(cfg.model.descriptors) + (cfg.model.n_targets if cfg.model.hybrid in FOREST_HYBRIDS else 0)
+    return len(cfg.model.descriptors) + (cfg.model.n_targets if cfg.model.hybrid in FOREST_INPUT_HYBRIDS else 0)
 
 
 def build_model(cfg: RunConfig, atom_table: torch.Tensor | None = None) -> nn.Module:

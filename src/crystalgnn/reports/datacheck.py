@@ -295,17 +295,19 @@ def check_dataset(data: Any, targets: tuple[str | int, ...] = (), cutoff: float 
                   workers: int = 0, progress: bool = True, duplicates: bool = True,
                   max_comparisons: int = MAX_COMPARISONS) -> tuple[DataCheck, PreparedData]:
     """Read ``data`` as ``train`` does (values untransformed), build or load its graphs with
-    CGCNN's reference graph settings (``cutoff`` overrides the radius), and check it."""
+    CGCNN's reference graph settings (``cutoff`` overrides the radius), and check it.
+    ``cache_dir``: the graph cache as ``train`` takes it (``"default"``, a folder, or None)."""
     import dataclasses
 
     from crystalgnn.config import defaults_for
     from crystalgnn.data.prepared import prepare
     from crystalgnn.io.resolve import resolve_dataset
+    from crystalgnn.paths import resolve_cache_dir
 
     cfg = defaults_for("cgcnn")
     graph = cfg.graph if cutoff is None else dataclasses.replace(cfg.graph, cutoff=cutoff)
     dataset = resolve_dataset(data, targets, "none")
-    prepared = prepare(dataset, graph, cfg.features, cache_dir, workers, progress)
+    prepared = prepare(dataset, graph, cfg.features, resolve_cache_dir(cache_dir), workers, progress)
     if len(prepared) == 0:
         raise ValueError(f"no usable crystal in {data}: {len(prepared.problems)} item(s) could not be read; see the list above")
     if prepared.targets.shape[1] == 0:

@@ -97,16 +97,25 @@ class RegressionObjective(nn.Module):
     """MSE on normalized targets; logs ``val_mae`` in data units (mean over targets).
 
     With ``adds_base`` (the residual hybrid), a batch's ``base`` (its forest predictions, data
-    units) is learned as the residual ``y - base`` and added back to every prediction; otherwise
-    a ``base`` is only an input of the head (the stacked hybrid)."""
+    units) is learned as the residual ``y - base`` and added back to every prediction. With
+    ``blends_base`` (the blend hybrid) the network trains alone and predicts
+    ``w · network + (1 − w) · base``, ``w`` (per target, the buffer ``blend_weight``) is 1 while
+    training and is fitted on the validation split afterwards (:func:`fit_blend_weight`), so it
+    is saved with the weights. Otherwise a ``base`` is only an input of the head (the stacked
+    hybrid)."""
 
     is_classification = False
     monitor = ("val_mae", "min")
 
-    def __init__(self, normalizer: TargetNormalizer, adds_base: bool = False) -> None:
+    def __init__(self, normalizer: TargetNormalizer, adds_base: bool = False, blends_base: bool = False) -> None:
         super().__init__()
         self.normalizer = normalizer
         self.adds_base = adds_base
+        self.blends_base = blends_base
+        #: Whether the head reads a batch's ``base`` as an input (stacked and residual).
+        self.base_is_input = not blends_base
+        if blends_base:
+            self.register_buffer("blend_weight", torch.ones(normalizer.mean.shape[-1]))
 
     def loss(self, out: Tensor, batch: Data) -> Tensor:
         base = base_of(batch) if self.adds_base else None
@@ -116,8 +125,12 @@ class RegressionObjective(nn.Module):
     def predict(self, out: Tensor, batch: Data) -> Tensor:
         """(B, T) predictions in the units of the data."""
         values = self.normalizer.decode(out, atoms_per_crystal(batch))
-        base = base_of(batch) if self.adds_base else None
-        return values if base is None else values + base
+        base = base_of(batch) if self.adds_base or self.blends_base else None
+        if base is None:
+            return values
+        if self.blends_base:
+            return self.blend_weight * values + (1 - self.blend_weight) * base
+        return values + base
 
     def validation_metrics(self, out: Tensor, batch: Data) -> dict[str, Tensor]:
         return {"val_mae": (self.predict(out, batch) - batch.y).abs().mean()}
@@ -156,7 +169,7 @@ class ModelWithObjective:
 
     def forward(self, batch: Data):
         extra, base = getattr(batch, "extra", None), base_of(batch)
-        if base is not None:  # a forest hybrid's head also reads the forest's prediction
+        if base is not None and getattr(self.objective, "base_is_input", False):  # stacked/residual: the head reads the forest
             extra = torch.cat([extra, base.to(extra.dtype)], dim=-1)
         return self.model(batch, extra)
 
@@ -178,4 +191,21 @@ def make_objective(task: str, n_targets: int, pooling: str, per_atom: bool,
     the residual of a forest for ``hybrid="residual"``)."""
     if task == "classification":
         return ClassificationObjective()
-    return RegressionObjective(TargetNormalizer(n_targets, normalizer_mode(pooling, per_atom), mean, std), adds_base=hybrid == "residual")
+    return RegressionObjective(TargetNormalizer(n_targets, normalizer_mode(pooling, per_atom), mean, std), adds_base=hybrid == "residual",
+                               blends_base=hybrid == "blend")
+
+
+#: The weights :func:`fit_blend_weight` chooses from (0: the forest alone, 1: the network alone).
+BLEND_GRID = np.linspace(0.0, 1.0, 21)
+
+
+def fit_blend_weight(network: np.ndarray, base: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(T,) the weight ``w`` of the grid :data:`BLEND_GRID` that minimizes the mean absolute
+    error of ``w · network + (1 − w) · base`` against ``y`` (all (n, T), data units), per
+    target; ties go to the larger weight (the network)."""
+    weights = []
+    for t in range(y.shape[1]):
+        errors = [np.mean(np.abs(w * network[:, t] + (1 - w) * base[:, t] - y[:, t])) for w in BLEND_GRID]
+        best = min(errors)
+        weights.append(max(w for w, e in zip(BLEND_GRID, errors) if e <= best + 1e-12))
+    return np.array(weights, dtype=np.float32)

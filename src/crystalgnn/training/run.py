@@ -38,8 +38,9 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 
-from crystalgnn.config import FOREST_HYBRIDS, RunConfig
+from crystalgnn.config import FOREST_HYBRIDS, FOREST_INPUT_HYBRIDS, RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, finalize_config, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, make_split
@@ -127,6 +128,19 @@ def _print_data_check(prepared: PreparedData, cfg: RunConfig) -> None:
           "--no-data-check hides this)", file=sys.stderr, flush=True)
 
 
+def _fit_blend(module: CrystalModule, predictor: Predictor, prepared: PreparedData, val_rows: np.ndarray) -> None:
+    """The blend hybrid's weight of the network against the forest, per target, chosen on the
+    validation split (the best epoch's network, the whole-split forest) and kept in the weights."""
+    from crystalgnn.training.objectives import fit_blend_weight
+
+    assert prepared.base is not None
+    network = predictor.predict_store(prepared, val_rows).values  # blend_weight is still 1: the network alone
+    weight = fit_blend_weight(network, prepared.base[val_rows], prepared.targets[val_rows])
+    module.objective.blend_weight.copy_(torch.as_tensor(weight))
+    log.warning("blend hybrid: prediction = %s × network + (1 − w) × forest, w chosen on the validation split",
+                ", ".join(f"{w:.2f}" for w in weight))
+
+
 def _fit_residual_base(prepared: PreparedData, cfg: RunConfig, split: Split, run_dir: Path) -> np.ndarray:
     """The residual hybrid's forest (saved in ``run_dir``): sets ``prepared.base`` to what the
     network trains against (out-of-fold on the training split) and returns every item's
@@ -152,7 +166,8 @@ def _initial_module(cfg: RunConfig, prepared: PreparedData, split: Split) -> Cry
     module = build_module(cfg, mean, std)
     fit_atom_features(module, prepared, split["train"])
     if prepared.extra is not None:
-        crystal_inputs = prepared.extra if prepared.base is None else np.concatenate([prepared.extra, prepared.base], axis=1)
+        reads_forest = prepared.base is not None and cfg.model.hybrid in FOREST_INPUT_HYBRIDS
+        crystal_inputs = np.concatenate([prepared.extra, prepared.base], axis=1) if reads_forest else prepared.extra
         module.model.readout.set_extra_statistics(*descriptor_statistics(crystal_inputs[split["train"]]))
     if cfg.train.init_from:
         copied = initialize_from(module, cfg.train.init_from, skip_readout=cfg.train.freeze_encoder)
@@ -204,6 +219,8 @@ def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: Prepared
     state, meta = load_weights(best_path)
     module.load_state_dict(state)
     predictor = Predictor(module, cfg, device=trainer.strategy.root_device)
+    if cfg.model.hybrid == "blend":
+        _fit_blend(module, predictor, prepared, split["val"])
     predictions = {name: predictor.predict_store(prepared, idx).values for name, idx in split.items() if len(idx)}
     metrics = write_outputs(prepared, split, predictions, predictor.target_names, module.is_classification, run_dir, cfg.data.transform)
     metrics["target_transform"] = cfg.data.transform
