@@ -98,7 +98,7 @@ class DataCheck:
 
     def summary(self, short: bool = False) -> str:
         """The report as text; ``short``: the few lines ``train`` prints before it starts."""
-        lines = [f"data check: {self.n_items} usable crystal(s)" + (f", {self.n_problems} unusable (listed separately)" if self.n_problems else "")]
+        lines = [f"data check: {self.n_items} usable crystal(s)" + (f", {self.n_problems} unusable (listed in skipped.csv)" if self.n_problems else "")]
         for t in self.targets:
             q = t.quantiles
             lines.append(f"  {t.name}: median {q['50%']:.4g}, 5–95 % {q['5%']:.4g} … {q['95%']:.4g}, skew {t.skew:.2f}, "

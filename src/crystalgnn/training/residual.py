@@ -1,4 +1,4 @@
-r"""The residual hybrid (``hybrid="residual"``): a network that learns what a descriptor forest misses.
+r"""The forest hybrids (``hybrid="residual"``, ``"stacked"``, ``"blend"``): a descriptor forest, cross-fitted, and a network.
 
 Gong et al.'s Eq. 14 hybrid (``"end-to-end"``) concatenates standardized descriptors to the pooled
 vector and asks the head to find, from a few thousand crystals, the function of the descriptors
@@ -19,6 +19,11 @@ The head also reads the forest's prediction (standardized, :math:`\tilde f`), so
 forest is poor the network can undo it with one weight instead of having to model the forest's
 jagged errors from the descriptors: measured on refractive index, where the forest's MAE/MAD is
 0.70 and CGCNN's 0.40, the residual without that input reached only 0.64.
+
+The same forest serves the two other forest hybrids: ``"stacked"`` reads its prediction as one
+more head input and learns ``y`` itself, and ``"blend"`` trains the Eq. 14 network without it and
+predicts ``w · NN + (1 − w) · f_RF`` with ``w`` chosen on the validation split after training
+(:func:`crystalgnn.training.objectives.fit_blend_weight`).
 
 * **No leakage.** A forest fits its own training crystals almost exactly, so their residuals
   would be noise-sized and the network would learn nothing. The training crystals' base values
