@@ -80,6 +80,18 @@ def test_scaling_exponent_rule():
     assert scaling_exponent(np.full(6, 3.0), natoms[:6], formulas[:6])[2] == "intensive"
 
 
+def test_numerical_zeros_do_not_make_scaling_pairs():
+    # mp37k's magnetization: most cells carry 1e-5-scale noise, a few a real moment. The noise
+    # ratios must not decide; the real moments (here intensive: the same per cell) must.
+    rng = np.random.default_rng(0)
+    natoms = np.array([2, 4, 8, 3, 6, 12] * 20)
+    formulas = [f"f{i // 3}" for i in range(len(natoms))]
+    noise = 10 ** rng.uniform(-6, -4, len(natoms)) * natoms**3  # grows with size, but is noise
+    moment = np.where(np.arange(len(natoms)) % 6 < 3, 2.0, noise)
+    pairs, exponent, verdict, _ = scaling_exponent(moment, natoms, formulas)
+    assert verdict == "intensive" and pairs == 40 and exponent == pytest.approx(0.0)
+
+
 def test_duplicates_with_different_labels_are_named():
     structures, rows = _elasticity(12)
     copy = structures[3].copy()

@@ -10,7 +10,8 @@ beyond its cutoff, so an extensive (per-cell) target is out of its reach unless 
 * whether the target scales with cell size. The test is the one that separates "extensive" from
   "correlated with size": crystals with the same reduced formula but cells of different numbers
   of atoms ``n`` (polymorphs, supercells) give a scaling exponent ``log(y₂/y₁) / log(n₂/n₁)``
-  per pair (same sign, non-zero values); the median over pairs is ≈ 1 for an extensive target
+  per pair (same sign, both at least 1 % of the 95th percentile of ``|y|``, so that numerical
+  zeros such as a non-magnetic cell's 1e-5 μB do not count); the median over pairs is ≈ 1 for an extensive target
   and ≈ 0 for an intensive one. Median ≥ 0.7 reads as extensive, ≤ 0.3 as intensive, between as
   undecided. With fewer than :data:`MIN_PAIRS` pairs the Spearman correlation ρ of the target
   with the atoms per cell decides instead (ρ ≥ 0.7 extensive, |ρ| ≤ 0.3 intensive, else
@@ -148,7 +149,10 @@ def scaling_exponent(y: np.ndarray, natoms: np.ndarray, formulas: list[str]) -> 
     groups: dict[str, list[int]] = defaultdict(list)
     for i, key in enumerate(formulas):
         groups[key].append(i)
-    scale = float(np.median(np.abs(y))) or 1.0
+    # Values near zero on the target's own scale (non-magnetic cells' 1e-5 μB, metals' zero gap) are
+    # numerical noise whose ratios say nothing about size: pairs with one below 1 % of the 95th
+    # percentile of |y| are left out.
+    scale = float(np.percentile(np.abs(y), 95)) or 1.0
     exponents = []
     for rows in groups.values():
         if len(rows) < 2:
@@ -163,7 +167,7 @@ def scaling_exponent(y: np.ndarray, natoms: np.ndarray, formulas: list[str]) -> 
             block = np.searchsorted(sizes, sizes[start], side="right") - start
             b = rows[start + offset % block]
             ya, yb = y[a], y[b]
-            if ya * yb <= 0 or min(abs(ya), abs(yb)) < 1e-3 * scale:
+            if ya * yb <= 0 or min(abs(ya), abs(yb)) < 1e-2 * scale:
                 continue
             exponents.append(np.log(yb / ya) / np.log(natoms[b] / natoms[a]))
     if len(exponents) < MIN_PAIRS:  # too few polymorphs: the rank correlation with size decides, or nothing

@@ -137,7 +137,7 @@ def _fit_blend(module: CrystalModule, predictor: Predictor, prepared: PreparedDa
     network = predictor.predict_store(prepared, val_rows).values  # blend_weight is still 1: the network alone
     weight = fit_blend_weight(network, prepared.base[val_rows], prepared.targets[val_rows])
     module.objective.blend_weight.copy_(torch.as_tensor(weight))
-    log.warning("blend hybrid: prediction = %s × network + (1 − w) × forest, w chosen on the validation split",
+    log.warning("blend hybrid: prediction = w × network + (1 − w) × forest with w = %s, chosen on the validation split",
                 ", ".join(f"{w:.2f}" for w in weight))
 
 
