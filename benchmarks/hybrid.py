@@ -16,6 +16,9 @@ batch size and time budget):
 * ``blend``     — the blend hybrid (``--hybrid blend``): the Eq. 14 network and the forest,
                   trained apart, predict ``w · network + (1 − w) · forest`` with ``w`` chosen
                   on the validation split;
+* ``blend-plain`` — ``--hybrid blend-plain``: the same blend with the plain network as its
+                  network part (the descriptors feed only the forest); ``--blend-from-parts``
+                  computes it from the finished ``plain`` and ``rf`` runs where it was not run;
 * ``frozen``    — Eq. S5: the plain run's representation, frozen, with a new head on
                   representation ⊕ descriptors (on request);
 * for extensive per-cell targets also ``sum`` (sum pooling, Eq. 13) and ``per-atom`` (learn
@@ -24,7 +27,8 @@ batch size and time budget):
 Tasks (paper MAE/MAD, Table S1, CGCNN → de-CGCNN, where it has one):
 
 * extensive, per cell: ``volume`` (mp37k cell volume, Å³), ``magnetization`` (mp37k total
-  magnetization, μB; paper 0.412 → 0.340 per formula unit on all of MP), ``perovskite-heat``
+  magnetization, μB; paper 0.412 → 0.340 per formula unit on all of MP; listed per cell by issue
+  13, but ``crystalgnn check`` finds it does not grow with the cell: see README), ``perovskite-heat``
   (perov5_partial heat of formation, eV per 5-atom cell; its test part);
 * intensive: ``refractive`` (matminer2018 n; 0.240 → 0.205), ``elasticity-K`` / ``elasticity-G``
   (mp_elasticity3k log10 K_VRH / G_VRH; 0.217 → 0.215, 0.397 → 0.362), ``band-gap`` (mp37k PBE
@@ -81,7 +85,7 @@ PAPER = {
     "perovskite-heat": (None, None, None),
 }
 EXTENSIVE = {"magnetization", "volume", "perovskite-heat"}
-BASE_VARIANTS = ["rf", "plain", "de", "residual", "stacked", "blend"]
+BASE_VARIANTS = ["rf", "plain", "de", "residual", "stacked", "blend", "blend-plain"]
 EXTENSIVE_VARIANTS = ["sum", "per-atom", "residual-per-atom"]
 OTHER_VARIANTS = ["frozen"]
 #: The first version of this benchmark named the CGCNN variants after the model.
@@ -117,7 +121,7 @@ def variant_config(base: RunConfig, variant: str) -> RunConfig:
     """``base`` (the plain network of this task) changed as ``variant`` says."""
     model, data = base.model, base.data
     if variant in ("de", "frozen") or variant.startswith(("residual", "stacked", "blend")):
-        hybrid = "end-to-end" if variant == "de" else variant.split("-")[0]
+        hybrid = "end-to-end" if variant == "de" else "blend-plain" if variant == "blend-plain" else variant.split("-")[0]
         model = dataclasses.replace(model, descriptors=default_hybrid_descriptors(), hybrid=hybrid)
     if variant == "sum":
         model = dataclasses.replace(model, pooling="sum")
@@ -194,15 +198,20 @@ def collect(args: argparse.Namespace, tasks: list[str]) -> dict:
             table["blend"] = blend_from_parts(args, task)
             rows.append((task, "blend*", f"{table['blend']['mae']:.4g}", f"{table['blend']['mae_over_mad']:.3f}", "", "",
                          str(table["blend"]["n"]), ""))
+        if "blend-plain" not in table and {"plain", "rf"} <= set(table) and args.blend_from_parts:
+            # the blend-plain hybrid: its network is the plain run's (same seed, same data order)
+            table["blend-plain"] = blend_from_parts(args, task, network="plain")
+            rows.append((task, "blend-plain*", f"{table['blend-plain']['mae']:.4g}",
+                         f"{table['blend-plain']['mae_over_mad']:.3f}", "", "", str(table["blend-plain"]["n"]), ""))
         if {"plain", "rf"} <= set(table):
             best = "plain" if table["plain"]["mae_over_mad"] <= table["rf"]["mae_over_mad"] else "rf"
             table["best_part"] = {"variant": best, "mae_over_mad": table[best]["mae_over_mad"]}
-            for hybrid in ("de", "stacked", "residual", "blend"):
+            for hybrid in ("de", "stacked", "residual", "blend", "blend-plain"):
                 if hybrid in table:
                     table[f"{hybrid}_vs_best_part"] = paired_difference(args, task, hybrid, best)
     print_table(rows, ("task", "variant", "test MAE", "MAE/MAD", "R²", "paper MAE/MAD", "n test", "s"))
     for task, table in results["tasks"].items():
-        for hybrid in ("de", "stacked", "residual", "blend"):
+        for hybrid in ("de", "stacked", "residual", "blend", "blend-plain"):
             if f"{hybrid}_vs_best_part" in table:
                 d = table[f"{hybrid}_vs_best_part"]
                 print(f"{task:16s} {hybrid:9s} - {d['against']:5s}: {d['difference']:+.3f} MAE/MAD, 95 % CI "
@@ -224,24 +233,25 @@ def _learned_columns(frame) -> tuple[str, str]:
     return true, true.replace("true_", "pred_", 1)
 
 
-def blend_from_parts(args: argparse.Namespace, task: str) -> dict:
+def blend_from_parts(args: argparse.Namespace, task: str, network: str = "de") -> dict:
     """What ``--hybrid blend`` predicts, from the finished ``de`` and ``rf`` runs: its network is
     the Eq. 14 network (the same seed, inputs and data order, so the same weights) and its forest
     the descriptors-only forest, so ``w`` is fitted on their validation predictions with the
     tool's own :func:`fit_blend_weight` and applied to their test predictions. Written as the
     ``blend`` run's ``predictions_test.csv`` would be (under ``<task>/blend-from-parts``), so the
-    paired intervals read it like any run."""
+    paired intervals read it like any run. ``network="plain"`` gives ``--hybrid blend-plain``
+    from the ``plain`` and ``rf`` runs (``<task>/blend-plain-from-parts``)."""
     from crystalgnn.reports.metrics import regression_metrics
     from crystalgnn.training.objectives import fit_blend_weight
 
-    val_de, true, pred = _predictions(args, task, "de", "val")
+    val_de, true, pred = _predictions(args, task, network, "val")
     val_rf = _predictions(args, task, "rf", "val")[0].loc[val_de.index]
     w = float(fit_blend_weight(val_de[[pred]].to_numpy(), val_rf[[pred]].to_numpy(), val_de[[true]].to_numpy())[0])
-    test_de = _predictions(args, task, "de", "test")[0]
+    test_de = _predictions(args, task, network, "test")[0]
     test_rf = _predictions(args, task, "rf", "test")[0].loc[test_de.index]
     out = test_de[[true]].copy()
     out[pred] = w * test_de[pred] + (1 - w) * test_rf[pred]
-    folder = args.out / task / "blend-from-parts"
+    folder = _parts_folder(args, task, network)
     folder.mkdir(parents=True, exist_ok=True)
     out.to_csv(folder / "predictions_test.csv")
     y = out[true].to_numpy()
@@ -265,12 +275,20 @@ def paired_difference(args: argparse.Namespace, task: str, variant: str, other: 
     boots = diff[rng.integers(0, len(diff), size=(draws, len(diff)))].mean(1)
     low, high = np.percentile(boots, [2.5, 97.5])
     return {"against": other, "difference": float(diff.mean()), "ci95": [float(low), float(high)],
-            "verdict": "better" if high < 0 else "worse" if low > 0 else "not distinguishable"}
+            "verdict": "identical" if np.allclose(diff, 0.0, atol=1e-6) else "better" if high < 0 else "worse" if low > 0
+            else "not distinguishable"}
+
+
+def _parts_folder(args: argparse.Namespace, task: str, network: str) -> Path:
+    name = "blend-from-parts" if network == "de" else f"blend-{network}-from-parts"
+    return run_dir_of(args, task, "rf").parent / name
 
 
 def _run_or_parts(args: argparse.Namespace, task: str, variant: str) -> Path:
     run = run_dir_of(args, task, variant)
-    return run if (run / "predictions_test.csv").exists() or variant != "blend" else args.out / task / "blend-from-parts"
+    if (run / "predictions_test.csv").exists() or variant not in ("blend", "blend-plain"):
+        return run
+    return _parts_folder(args, task, "de" if variant == "blend" else "plain")
 
 
 def variants_of(args: argparse.Namespace, task: str) -> list[str]:

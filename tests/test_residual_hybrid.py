@@ -187,3 +187,23 @@ def test_blend_hybrid_mixes_the_separate_parts_and_round_trips(elasticity_slice,
     objective.blend_weight.fill_(1.0)
     network = model.predict_store(prepared).values[:, 0]
     np.testing.assert_allclose(blended, w * network + (1 - w) * forest, rtol=0, atol=1e-5)
+
+
+def test_blend_plain_uses_the_plain_network_and_round_trips(elasticity_slice, tmp_path):
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    base = residual_cfg(epochs=2)
+    plain_cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, descriptors=(), hybrid="end-to-end"))
+    blend_cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, hybrid="blend-plain"))
+    train(data, tmp_path / "plain", plain_cfg, progress=False)
+    train(data, tmp_path / "blend", blend_cfg, progress=False)
+    blend = load_model(tmp_path / "blend")
+    assert blend.module.model.readout.head[0].in_features == 16  # descriptors feed only the forest
+    assert blend.module.objective.blends_base and (tmp_path / "blend" / FOREST_FILE).exists()
+    saved = pd.read_csv(tmp_path / "blend" / "predictions_test.csv")
+    cifs = [elasticity_slice / f"{i}.cif" for i in saved["id"].astype(str)]
+    np.testing.assert_allclose(blend.predict(cifs)["log10_target1"].to_numpy(), saved["pred_log10_target1"].to_numpy(), rtol=0, atol=1e-6)
+    # with w = 1 it is the plain run's network: same seed, same data order, same weights
+    blend.module.objective.blend_weight.fill_(1.0)
+    plain = load_model(tmp_path / "plain")
+    np.testing.assert_allclose(blend.predict(cifs)["log10_target1"].to_numpy(), plain.predict(cifs)["log10_target1"].to_numpy(),
+                               rtol=0, atol=1e-5)

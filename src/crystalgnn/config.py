@@ -117,7 +117,9 @@ class ForestConfig:
 
 
 #: Hybrids that fit a random forest on the descriptors first (:mod:`crystalgnn.training.residual`).
-FOREST_HYBRIDS = ("residual", "stacked", "blend")
+FOREST_HYBRIDS = ("residual", "stacked", "blend", "blend-plain")
+#: Forest hybrids that mix the forest into the prediction after training (w · network + (1 − w) · forest).
+BLEND_HYBRIDS = ("blend", "blend-plain")
 #: Forest hybrids whose head reads the forest's prediction as one more input.
 FOREST_INPUT_HYBRIDS = ("residual", "stacked")
 
@@ -145,9 +147,11 @@ class ModelConfig:
     #: How descriptors join: "end-to-end" (Eq. 14, they shape the learned representation) or
     #: "frozen" (Eq. S5: the plain model is trained first, then only a new head sees them) or
     #: "residual" (end to end, learning what a random forest on the descriptors misses) or
-    #: "stacked" (end to end, the forest's prediction one more input of the head); see
-    #: :mod:`crystalgnn.training.residual`.
-    hybrid: Literal["end-to-end", "frozen", "residual", "stacked", "blend"] = "end-to-end"
+    #: "stacked" (end to end, the forest's prediction one more input of the head) or "blend"
+    #: (the Eq. 14 network and the forest trained apart, mixed by a weight chosen on validation)
+    #: or "blend-plain" (the same with the plain network: the descriptors feed only the forest);
+    #: see :mod:`crystalgnn.training.residual`.
+    hybrid: Literal["end-to-end", "frozen", "residual", "stacked", "blend", "blend-plain"] = "end-to-end"
     #: The chosen model's own settings (a frozen dataclass declared in its model file).
     arch: Any = None
 

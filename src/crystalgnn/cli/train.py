@@ -54,12 +54,13 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     h.add_argument("--descriptors", nargs="?", const="default", metavar="NAMES",
                    help="concatenate standardized structural descriptors to the pooled vector before the head (Eq. 14, de-CGCNN). "
                         "Alone: every descriptor of 'crystalgnn featurize' except the space group number; or a comma-separated list of names")
-    h.add_argument("--hybrid", choices=["end-to-end", "frozen", "residual", "stacked", "blend"],
+    h.add_argument("--hybrid", choices=["end-to-end", "frozen", "residual", "stacked", "blend", "blend-plain"],
                    help="end-to-end (Eq. 14, default); frozen (Eq. S5: train the plain model first, then only a new head on representation + descriptors); "
                         "stacked (a random forest on the descriptors first; its cross-fitted prediction is one more input of the head: "
                         "use it where the forest alone beats the plain network, see README); residual (as stacked, and the network learns "
                         "y minus the forest; measured worse); blend (the Eq. 14 network and the forest, trained apart, predict "
-                        "w * network + (1 - w) * forest with w in 0..1 chosen on the validation split)")
+                        "w * network + (1 - w) * forest with w in 0..1 chosen on the validation split); blend-plain (the same with the plain "
+                        "network, the descriptors feeding only the forest: at least as good as the better part on every task measured, see README)")
     h.add_argument("--per-atom", action="store_true", default=None,
                    help="learn target / number of atoms in the cell, report per-cell predictions (Table 2: normalization of extensive targets)")
     h.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of a finished run (matching tensors are copied)")

@@ -94,9 +94,12 @@ def _pretrained_table(run: str) -> np.ndarray:
 
 def crystal_input_width(cfg: RunConfig) -> int:
     """Crystal-level inputs of the head: the descriptors, and for the residual hybrid also its
-    forest's prediction of each target (so the network can lean on the forest, or undo it)."""
+    forest's prediction of each target (so the network can lean on the forest, or undo it). The
+    blend-plain hybrid's network is the plain one: its descriptors feed only the forest."""
     from crystalgnn.config import FOREST_INPUT_HYBRIDS
 
+    if cfg.model.hybrid == "blend-plain":
+        return 0
     return len(cfg.model.descriptors) + (cfg.model.n_targets if cfg.model.hybrid in FOREST_INPUT_HYBRIDS else 0)
 
 

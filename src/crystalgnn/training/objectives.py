@@ -192,7 +192,7 @@ def make_objective(task: str, n_targets: int, pooling: str, per_atom: bool,
     if task == "classification":
         return ClassificationObjective()
     return RegressionObjective(TargetNormalizer(n_targets, normalizer_mode(pooling, per_atom), mean, std), adds_base=hybrid == "residual",
-                               blends_base=hybrid == "blend")
+                               blends_base=hybrid in ("blend", "blend-plain"))
 
 
 #: The weights :func:`fit_blend_weight` chooses from (0: the forest alone, 1: the network alone).

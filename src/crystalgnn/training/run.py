@@ -40,13 +40,14 @@ import lightning as L
 import numpy as np
 import torch
 
-from crystalgnn.config import FOREST_HYBRIDS, FOREST_INPUT_HYBRIDS, RunConfig
+from crystalgnn.config import BLEND_HYBRIDS, FOREST_HYBRIDS, FOREST_INPUT_HYBRIDS, RunConfig
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, finalize_config, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, make_split
 from crystalgnn.descriptors.bank import DescriptorSettings
 from crystalgnn.errors import DatasetError, NonFiniteLossError, write_problems
 from crystalgnn.io.resolve import resolve_dataset
+from crystalgnn.models import crystal_input_width
 from crystalgnn.models.blocks import MAX_Z, AtomFeatures
 from crystalgnn.paths import resolve_cache_dir
 from crystalgnn.reports.outputs import TrainResult, write_calibration, write_metrics, write_outputs
@@ -165,7 +166,7 @@ def _initial_module(cfg: RunConfig, prepared: PreparedData, split: Split) -> Cry
         mean, std = TargetNormalizer.statistics(learned[split["train"]], prepared.store.num_atoms[split["train"]], mode)
     module = build_module(cfg, mean, std)
     fit_atom_features(module, prepared, split["train"])
-    if prepared.extra is not None:
+    if prepared.extra is not None and crystal_input_width(cfg):
         reads_forest = prepared.base is not None and cfg.model.hybrid in FOREST_INPUT_HYBRIDS
         crystal_inputs = np.concatenate([prepared.extra, prepared.base], axis=1) if reads_forest else prepared.extra
         module.model.readout.set_extra_statistics(*descriptor_statistics(crystal_inputs[split["train"]]))
@@ -219,7 +220,7 @@ def _write_run_outputs(module: CrystalModule, cfg: RunConfig, prepared: Prepared
     state, meta = load_weights(best_path)
     module.load_state_dict(state)
     predictor = Predictor(module, cfg, device=trainer.strategy.root_device)
-    if cfg.model.hybrid == "blend":
+    if cfg.model.hybrid in BLEND_HYBRIDS:
         _fit_blend(module, predictor, prepared, split["val"])
     predictions = {name: predictor.predict_store(prepared, idx).values for name, idx in split.items() if len(idx)}
     metrics = write_outputs(prepared, split, predictions, predictor.target_names, module.is_classification, run_dir, cfg.data.transform)
