@@ -27,7 +27,7 @@ CrysToGraph (masked-atom pretraining of an element embedding, for any model):
 Gong et al. (descriptors, learnability, periodicity):
   crystalgnn featurize DATA -o descriptors.csv              structural descriptor bank
   crystalgnn train DATA -t NAME --run-dir d --descriptors   de-CGCNN (Eq. 14); --hybrid frozen: Eq. S5;
-                                                          --hybrid stacked | blend: descriptor forest + network
+                                                          --hybrid stacked | blend | blend-plain: forest + network
   crystalgnn baseline DATA -t NAME --run-dir rf             random forest on descriptors / composition
   crystalgnn probe DATA --out probe/                        R² of the model on each descriptor (Fig. 2)
   crystalgnn periodicity --out periodicity/                 1D chain study (Fig. 3e-h, S3)
