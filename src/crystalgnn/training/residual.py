@@ -20,7 +20,7 @@ forest is poor the network can undo it with one weight instead of having to mode
 jagged errors from the descriptors: measured on refractive index, where the forest's MAE/MAD is
 0.70 and CGCNN's 0.40, the residual without that input reached only 0.64.
 
-The same forest serves the two other forest hybrids: ``"stacked"`` reads its prediction as one
+The same forest serves the other forest hybrids: ``"stacked"`` reads its prediction as one
 more head input and learns ``y`` itself, and ``"blend"`` trains the Eq. 14 network without it and
 predicts ``w · NN + (1 − w) · f_RF`` with ``w`` chosen on the validation split after training
 (:func:`crystalgnn.training.objectives.fit_blend_weight`). ``"blend-plain"`` is the same with the
