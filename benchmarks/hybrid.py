@@ -88,6 +88,8 @@ EXTENSIVE = {"magnetization", "volume", "perovskite-heat"}
 BASE_VARIANTS = ["rf", "plain", "de", "residual", "stacked", "blend", "blend-plain"]
 EXTENSIVE_VARIANTS = ["sum", "per-atom", "residual-per-atom"]
 OTHER_VARIANTS = ["frozen"]
+#: The blend hybrids and the run whose network they blend with the forest (for --blend-from-parts).
+BLEND_NETWORK = {"blend": "de", "blend-plain": "plain"}
 #: The first version of this benchmark named the CGCNN variants after the model.
 OLD_NAMES = {"plain": "cgcnn", "de": "de-cgcnn", "sum": "cgcnn-sum", "per-atom": "cgcnn-per-atom"}
 
@@ -121,7 +123,7 @@ def variant_config(base: RunConfig, variant: str) -> RunConfig:
     """``base`` (the plain network of this task) changed as ``variant`` says."""
     model, data = base.model, base.data
     if variant in ("de", "frozen") or variant.startswith(("residual", "stacked", "blend")):
-        hybrid = "end-to-end" if variant == "de" else "blend-plain" if variant == "blend-plain" else variant.split("-")[0]
+        hybrid = {"de": "end-to-end", "blend-plain": "blend-plain"}.get(variant, variant.split("-")[0])
         model = dataclasses.replace(model, descriptors=default_hybrid_descriptors(), hybrid=hybrid)
     if variant == "sum":
         model = dataclasses.replace(model, pooling="sum")
@@ -194,15 +196,11 @@ def collect(args: argparse.Namespace, tasks: list[str]) -> dict:
             rows.append((task, variant, f"{test['mae']:.4g}", f"{test['mae_over_mad']:.3f}", f"{test['r2']:.3f}",
                          "" if ref is None else f"{ref:.3f}", str(test["n"]), "" if seconds is None else f"{seconds:.0f}"))
         table = results["tasks"][task]
-        if "blend" not in table and {"de", "rf"} <= set(table) and args.blend_from_parts:
-            table["blend"] = blend_from_parts(args, task)
-            rows.append((task, "blend*", f"{table['blend']['mae']:.4g}", f"{table['blend']['mae_over_mad']:.3f}", "", "",
-                         str(table["blend"]["n"]), ""))
-        if "blend-plain" not in table and {"plain", "rf"} <= set(table) and args.blend_from_parts:
-            # the blend-plain hybrid: its network is the plain run's (same seed, same data order)
-            table["blend-plain"] = blend_from_parts(args, task, network="plain")
-            rows.append((task, "blend-plain*", f"{table['blend-plain']['mae']:.4g}",
-                         f"{table['blend-plain']['mae_over_mad']:.3f}", "", "", str(table["blend-plain"]["n"]), ""))
+        for blend, network in BLEND_NETWORK.items():
+            if blend not in table and {network, "rf"} <= set(table) and args.blend_from_parts:
+                table[blend] = blend_from_parts(args, task, blend)
+                rows.append((task, f"{blend}*", f"{table[blend]['mae']:.4g}", f"{table[blend]['mae_over_mad']:.3f}", "", "",
+                             str(table[blend]["n"]), ""))
         if {"plain", "rf"} <= set(table):
             best = "plain" if table["plain"]["mae_over_mad"] <= table["rf"]["mae_over_mad"] else "rf"
             table["best_part"] = {"variant": best, "mae_over_mad": table[best]["mae_over_mad"]}
@@ -233,25 +231,25 @@ def _learned_columns(frame) -> tuple[str, str]:
     return true, true.replace("true_", "pred_", 1)
 
 
-def blend_from_parts(args: argparse.Namespace, task: str, network: str = "de") -> dict:
+def blend_from_parts(args: argparse.Namespace, task: str, blend: str = "blend") -> dict:
     """What ``--hybrid blend`` predicts, from the finished ``de`` and ``rf`` runs: its network is
     the Eq. 14 network (the same seed, inputs and data order, so the same weights) and its forest
     the descriptors-only forest, so ``w`` is fitted on their validation predictions with the
     tool's own :func:`fit_blend_weight` and applied to their test predictions. Written as the
     ``blend`` run's ``predictions_test.csv`` would be (under ``<task>/blend-from-parts``), so the
-    paired intervals read it like any run. ``network="plain"`` gives ``--hybrid blend-plain``
+    paired intervals read it like any run. ``blend="blend-plain"`` gives ``--hybrid blend-plain``
     from the ``plain`` and ``rf`` runs (``<task>/blend-plain-from-parts``)."""
     from crystalgnn.reports.metrics import regression_metrics
     from crystalgnn.training.objectives import fit_blend_weight
 
-    val_de, true, pred = _predictions(args, task, network, "val")
-    val_rf = _predictions(args, task, "rf", "val")[0].loc[val_de.index]
-    w = float(fit_blend_weight(val_de[[pred]].to_numpy(), val_rf[[pred]].to_numpy(), val_de[[true]].to_numpy())[0])
-    test_de = _predictions(args, task, network, "test")[0]
-    test_rf = _predictions(args, task, "rf", "test")[0].loc[test_de.index]
-    out = test_de[[true]].copy()
-    out[pred] = w * test_de[pred] + (1 - w) * test_rf[pred]
-    folder = _parts_folder(args, task, network)
+    val_net, true, pred = _predictions(args, task, BLEND_NETWORK[blend], "val")
+    val_rf = _predictions(args, task, "rf", "val")[0].loc[val_net.index]
+    w = float(fit_blend_weight(val_net[[pred]].to_numpy(), val_rf[[pred]].to_numpy(), val_net[[true]].to_numpy())[0])
+    test_net = _predictions(args, task, BLEND_NETWORK[blend], "test")[0]
+    test_rf = _predictions(args, task, "rf", "test")[0].loc[test_net.index]
+    out = test_net[[true]].copy()
+    out[pred] = w * test_net[pred] + (1 - w) * test_rf[pred]
+    folder = _parts_folder(args, task, blend)
     folder.mkdir(parents=True, exist_ok=True)
     out.to_csv(folder / "predictions_test.csv")
     y = out[true].to_numpy()
@@ -279,16 +277,13 @@ def paired_difference(args: argparse.Namespace, task: str, variant: str, other: 
             else "not distinguishable"}
 
 
-def _parts_folder(args: argparse.Namespace, task: str, network: str) -> Path:
-    name = "blend-from-parts" if network == "de" else f"blend-{network}-from-parts"
-    return run_dir_of(args, task, "rf").parent / name
+def _parts_folder(args: argparse.Namespace, task: str, blend: str) -> Path:
+    return run_dir_of(args, task, "rf").parent / f"{blend}-from-parts"
 
 
 def _run_or_parts(args: argparse.Namespace, task: str, variant: str) -> Path:
     run = run_dir_of(args, task, variant)
-    if (run / "predictions_test.csv").exists() or variant not in ("blend", "blend-plain"):
-        return run
-    return _parts_folder(args, task, "de" if variant == "blend" else "plain")
+    return _parts_folder(args, task, variant) if variant in BLEND_NETWORK and not (run / "predictions_test.csv").exists() else run
 
 
 def variants_of(args: argparse.Namespace, task: str) -> list[str]:

@@ -21,6 +21,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch_geometric.data import Data
 
+from crystalgnn.config import BLEND_HYBRIDS
+
 NormalizerMode = Literal["intensive", "per_atom", "extensive"]
 
 
@@ -192,7 +194,7 @@ def make_objective(task: str, n_targets: int, pooling: str, per_atom: bool,
     if task == "classification":
         return ClassificationObjective()
     return RegressionObjective(TargetNormalizer(n_targets, normalizer_mode(pooling, per_atom), mean, std), adds_base=hybrid == "residual",
-                               blends_base=hybrid in ("blend", "blend-plain"))
+                               blends_base=hybrid in BLEND_HYBRIDS)
 
 
 #: The weights :func:`fit_blend_weight` chooses from (0: the forest alone, 1: the network alone).
