@@ -219,6 +219,9 @@ class TrainConfig:
     kfold: int = 0
     fold: int = 0
     kfold_seed: int = 18012019
+    #: Share of each k-fold training fold held out (seeded) for validation; 0: the training fold is
+    #: used whole and also validates (the best epoch is picked on it: UnconvBench's protocol).
+    kfold_val_fraction: float = 0.1
     accelerator: str = "auto"
     devices: int = 1
     strategy: str = "auto"
@@ -344,7 +347,8 @@ class RunConfig:
 
 
 #: Settings written to config.json only when they differ from these (see :meth:`RunConfig.to_json`).
-_OMITTED_AT_DEFAULT: dict[str, dict[str, Any]] = {"train": {"ensemble": 1, "bootstrap": False, "split_seed": None, "adam_beta2": 0.999}}
+_OMITTED_AT_DEFAULT: dict[str, dict[str, Any]] = {"train": {"ensemble": 1, "bootstrap": False, "split_seed": None, "adam_beta2": 0.999,
+                                                            "kfold_val_fraction": 0.1}}
 
 #: CGCNN's settings that layout 1 kept at the top of ``model`` and under ``features``.
 _LAYOUT_1_CGCNN_MODEL = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "conv")

@@ -20,6 +20,12 @@ crystalgnn: graph neural networks for crystal properties (CGCNN, ALIGNN, ... on 
   crystalgnn evaluate runs/x labelled_data/                metrics of a run on labelled data
   crystalgnn cache list | prune | clear                    the graph and descriptor cache
 
+Benchmarks and ready-trained models:
+  crystalgnn benchmark --profile quick --out bench/quick   every model on MatBench-style / UnconvBench tasks
+  crystalgnn benchmark list                                the tasks (yours too: --tasks-file)
+  crystalgnn zoo list                                      models trained here, for data without labels
+  crystalgnn predict zoo:formation_energy my.cif           predict with one of them
+
 CrysToGraph (masked-atom pretraining of an element embedding, for any model):
   crystalgnn pretrain DATA --run-dir runs/pre              learn element vectors from structures alone
   crystalgnn train DATA -t NAME --run-dir d --atom-features cgcnn+pretrained:runs/pre
@@ -39,7 +45,8 @@ with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated da
 """
 
 #: Command modules, in the order of ``crystalgnn --help``.
-COMMANDS = ("check", "train", "predict", "evaluate", "pretrain", "featurize", "baseline", "probe", "periodicity", "importance", "cache")
+COMMANDS = ("check", "train", "predict", "evaluate", "benchmark", "zoo", "pretrain", "featurize", "baseline", "probe", "periodicity", "importance",
+            "cache")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -69,7 +69,8 @@ def kfold_split(
 ) -> Split:
     """Fold ``fold`` of ``KFold(n_folds, shuffle=True, random_state=seed)`` is the test set (MatBench
     uses seed 18012019; stratified for classification when ``labels`` are given). A seeded
-    ``val_fraction`` of the remaining items is held out for validation/early stopping."""
+    ``val_fraction`` of the remaining items is held out for validation/early stopping; with
+    ``val_fraction=0`` the training fold is used whole and is also the validation set (UnconvBench)."""
     from sklearn.model_selection import KFold, StratifiedKFold  # here: scikit-learn takes ~0.5 s to import
 
     if not 0 <= fold < n_folds:
@@ -78,6 +79,8 @@ def kfold_split(
         StratifiedKFold(n_folds, shuffle=True, random_state=seed) if labels is not None else KFold(n_folds, shuffle=True, random_state=seed)
     )
     rest, test = list(splitter.split(np.zeros(n), labels))[fold]
+    if val_fraction == 0:
+        return {"train": np.sort(rest), "val": np.sort(rest), "test": np.sort(test)}
     rng = np.random.default_rng(seed + fold)
     rest = rng.permutation(rest)
     n_val = int(round(val_fraction * len(rest)))
@@ -92,5 +95,5 @@ def make_split(prepared: PreparedData, cfg: RunConfig) -> Split:
         return file_split(prepared.ids, t.split_file)
     if t.kfold:
         labels = prepared.targets[:, 0].astype(int) if cfg.model.task == "classification" else None
-        return kfold_split(len(prepared), t.kfold, t.fold, t.kfold_seed, labels=labels)
+        return kfold_split(len(prepared), t.kfold, t.fold, t.kfold_seed, val_fraction=t.kfold_val_fraction, labels=labels)
     return fraction_split(len(prepared), t.split_fractions, t.seed if t.split_seed is None else t.split_seed)

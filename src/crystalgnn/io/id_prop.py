@@ -29,6 +29,8 @@ _ID_HEADER_NAMES = {"id", "ids", "name", "file", "filename", "file_name", "jid",
 
 
 def _is_number(text: str) -> bool:
+    if str(text).strip().lower() in ("true", "false"):  # class labels written as words
+        return True
     try:
         float(text)
     except (TypeError, ValueError):
@@ -134,6 +136,7 @@ def _load_id_prop(
     structures_dir: str | os.PathLike | None,
     max_rows: int | None,
     layout: str,
+    id_column: str | None = None,
 ) -> CrystalDataset:
     if structures_dir is not None and not Path(structures_dir).is_dir():
         raise FileNotFoundError(
@@ -159,6 +162,12 @@ def _load_id_prop(
     if looks_like_header and not index.exists(first[0]):
         header = first
         rows = rows[1:]
+    if id_column is not None:  # ids in a named column (not the first): move it first
+        if header is None or id_column not in header:
+            raise ValueError(f"id column {id_column!r} not found in {csv_path}; header: {header or '(none)'}")
+        c = header.index(id_column)
+        header = [header[c], *header[:c], *header[c + 1:]]
+        rows = [(line, [f[c], *f[:c], *f[c + 1:]] if len(f) > c else f) for line, f in rows]
     if max_rows is not None:
         rows = rows[: max(0, int(max_rows))]
 

@@ -145,7 +145,7 @@ def _load_csv(
     if structure_column is not None and structure_column not in header:
         raise ValueError(f"structure column {structure_column!r} not found in {path}; header: {header}")
     if not has_structure:
-        return _load_id_prop(path, targets, transform, structures_dir, max_rows, "id_prop_csv")
+        return _load_id_prop(path, targets, transform, structures_dir, max_rows, "id_prop_csv", id_column)
     df = pd.read_csv(path, skiprows=skip, nrows=max_rows, low_memory=False)
     return _load_table(df, str(path), "csv", targets, transform, id_column, structure_column)
 

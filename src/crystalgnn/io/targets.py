@@ -40,6 +40,10 @@ def _format_id(value: Any) -> str | None:
 _MISSING_WORDS = {"none", "null", "na", "n/a", "nan", "missing", "-"}
 
 
+#: Class labels written as words: read as 1 / 0.
+_BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
+
+
 def _to_float(value: Any) -> tuple[float | None, str | None]:
     """(number, None) or (None, kind) where kind is 'missing' | 'not_number' | 'nan' | 'inf'."""
     if value is None:
@@ -50,6 +54,8 @@ def _to_float(value: Any) -> tuple[float | None, str | None]:
         v = float(value)
     else:
         text = str(value).strip()
+        if text.lower() in _BOOLEAN_WORDS:  # class labels written as True/False (pandas, MP's is_metal)
+            return _BOOLEAN_WORDS[text.lower()], None
         try:
             v = float(text)
         except ValueError:
