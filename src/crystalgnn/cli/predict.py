@@ -11,7 +11,7 @@ HELP = "predict structures with a trained run"
 def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help=HELP,
                         description="Predict structures with the graph and feature settings of training. Output order = input order.")
-    pr.add_argument("run_dir", help="run directory written by 'crystalgnn train'")
+    pr.add_argument("run_dir", help="run directory written by 'crystalgnn train', or zoo:NAME (a shipped model: crystalgnn zoo list)")
     pr.add_argument("inputs", nargs="+", help="structure files (CIF, POSCAR, ...) and/or folders of them")
     pr.add_argument("-o", "--output", help="CSV to write (default: print to stdout)")
     pr.add_argument("--site-contributions", metavar="CSV", help="also write per-site contributions (needs a model trained with --pooling site)")

@@ -237,8 +237,11 @@ def load_run_config(run_dir: str | Path) -> tuple[RunConfig, int]:
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu") -> Predictor:
     """Load a trained run (``config.json`` + ``model.safetensors``; no pickle is ever executed),
-    or an ensemble run (its members, as an :class:`EnsemblePredictor`)."""
-    run_dir = Path(run_dir)
+    or an ensemble run (its members, as an :class:`EnsemblePredictor`). ``zoo:NAME``: a model
+    of the zoo shipped in the package (:mod:`crystalgnn.zoo`)."""
+    from crystalgnn import zoo
+
+    run_dir = Path(zoo.resolve(run_dir))
     n_members = ensemble_size(run_dir)
     if n_members > 1:
         missing = [str(member_dir(run_dir, k)) for k in range(n_members) if not (member_dir(run_dir, k) / "model.safetensors").exists()]
