@@ -282,3 +282,29 @@ def test_a_study_folder_keeps_one_budget(tmp_path):
 def load_task_file_from_text(folder: Path, text: str):
     (folder / "tasks.toml").write_text(text)
     return next(iter(load_task_file(folder / "tasks.toml").values()))
+
+
+def test_a_failing_cell_is_reported_the_study_goes_on_and_a_rerun_retries_it(tmp_path, monkeypatch):
+    import crystalgnn.training.run as run_module
+
+    task = load_task_file_from_text(tmp_path, CHAINS_TASKS)
+    real_train = run_module.train
+
+    def failing_for_alignn(data, run_dir, cfg, **kwargs):
+        if cfg.model.name == "alignn":
+            raise RuntimeError("simulated out-of-memory")
+        return real_train(data, run_dir, cfg, **kwargs)
+
+    monkeypatch.setattr(run_module, "train", failing_for_alignn)
+    out = tmp_path / "s"
+    results = run_benchmark([task], ["alignn", "cgcnn"], out, folds=[0], budget=Budget(epochs=1))
+    assert [r["model"] for r in results] == ["cgcnn"]
+    failed = json.loads((out / "runs" / "my_chains" / "alignn" / "fold0" / "cell_failed.json").read_text())
+    assert "simulated out-of-memory" in failed["error"]
+    collect([out], out)
+    assert "alignn / fold 0: RuntimeError: simulated out-of-memory" in (out / "leaderboard.md").read_text()
+    monkeypatch.setattr(run_module, "train", real_train)
+    results = run_benchmark([task], ["alignn", "cgcnn"], out, folds=[0], budget=Budget(epochs=1))
+    assert sorted(r["model"] for r in results) == ["alignn", "cgcnn"]
+    collect([out], out)
+    assert "Failed cells" not in (out / "leaderboard.md").read_text()

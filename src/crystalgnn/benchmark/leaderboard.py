@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from crystalgnn.benchmark.runner import CELL_FILE
+from crystalgnn.benchmark.runner import CELL_FILE, FAILED_FILE
 
 log = logging.getLogger("crystalgnn")
 
@@ -46,6 +46,16 @@ def read_cells(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
                     continue
             cells[key] = cell
     return [cells[k] for k in sorted(cells)]
+
+
+def read_failures(dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Cells whose last attempt failed (``cell_failed.json`` without a ``cell.json`` beside it)."""
+    found = []
+    for d in dirs:
+        for path in sorted(Path(d).rglob(FAILED_FILE)):
+            if not (path.parent / CELL_FILE).exists():
+                found.append(json.loads(path.read_text()))
+    return found
 
 
 def published_numbers(data_root: str | Path | None = None) -> dict[tuple[str, str], tuple[float, str]]:
@@ -102,7 +112,7 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1000 else f"{x:.1f}"
 
 
-def leaderboard_markdown(board: Any, title: str = "Leaderboard") -> str:
+def leaderboard_markdown(board: Any, title: str = "Leaderboard", failures: Sequence[dict[str, Any]] = ()) -> str:
     lines = [f"# {title}", "",
              "Mean ± std over the folds run (std 0 with one fold). Rank 1 is best by the task's metric. "
              "**Published** numbers are those of the task each one approximates, measured on other data (other and more "
@@ -118,6 +128,10 @@ def leaderboard_markdown(board: Any, title: str = "Leaderboard") -> str:
             pub = f"{_fmt(r['published'])} ({r['published_source']})" if np.isfinite(r["published"]) else "–"
             lines.append(f"| {r['rank']} | {r['model']} | {_fmt(r['mean'])} ± {_fmt(r['std'])} | {r['folds']} | {r['epochs_run']} | "
                          f"{r['stop']} | {r['minutes']:.1f} | {pub} |")
+        lines.append("")
+    if failures:
+        lines += ["## Failed cells (rerun the study command to retry them)", ""]
+        lines += [f"- {f['task']} / {f['model']} / fold {f['fold']}: {f['error'].splitlines()[0][:300]}" for f in failures]
         lines.append("")
     return "\n".join(lines)
 
@@ -158,7 +172,7 @@ def collect(dirs: Sequence[str | Path], out: str | Path, data_root: str | Path |
     board.drop(columns=["lower_is_better"]).to_csv(out / "leaderboard.csv", index=False, float_format="%.6g")
     keep = ["task", "model", "fold", "metric", "value", "n_train", "n_test", "epochs_run", "best_epoch", "stop_reason", "wall_seconds"]
     pd.DataFrame(cells)[keep].to_csv(out / "cells.csv", index=False, float_format="%.6g")
-    (out / "leaderboard.md").write_text(leaderboard_markdown(board, title) + "\n")
+    (out / "leaderboard.md").write_text(leaderboard_markdown(board, title, read_failures(dirs)) + "\n")
     (out / "charts").mkdir(exist_ok=True)
     for task, group in board.groupby("task"):
         bar_chart(group, out / "charts" / f"{task}.png")

@@ -45,6 +45,7 @@ from crystalgnn.data.records import CrystalDataset
 log = logging.getLogger("crystalgnn")
 
 CELL_FILE = "cell.json"
+FAILED_FILE = "cell_failed.json"
 STUDY_FILE = "study.json"
 MODELS = ("cgcnn", "alignn", "ocrystalnet", "crystograph")
 
@@ -248,7 +249,15 @@ def run_benchmark(
             cfg = cell_config(cell, budget, threads, seed, deterministic, val_fraction)
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=str(task.dataset.meta.get("source", task.name))))
             started = machine()
-            train(task.dataset, run_dir, cfg, cache_dir=cache_dir, progress=progress)
+            try:
+                train(task.dataset, run_dir, cfg, cache_dir=cache_dir, progress=progress)
+            except Exception as err:  # noqa: BLE001 - one failing cell is reported, the study goes on
+                run_dir.mkdir(parents=True, exist_ok=True)
+                _write_json(run_dir / FAILED_FILE, {"task": cell.task.name, "model": cell.model, "fold": cell.fold,
+                                                    "error": f"{type(err).__name__}: {err}"[:2000]})
+                log.error("[%d/%d] %s failed (%s: %s); see %s. The study goes on; rerun the command to retry it",
+                          n, len(cells), cell.key, type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "", run_dir / FAILED_FILE)
+                continue
         else:
             started = {"scored_after_restart": True}
         result = score_cell(cell, run_dir, task.mad(), budget, {"machine": started, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})

@@ -98,7 +98,8 @@ def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache:
         write_problems(prepared.problems, run_dir / "skipped.csv")
         log.warning("skipped %d item(s); see %s", len(prepared.problems), run_dir / "skipped.csv")
     if len(prepared) < 3:
-        raise ValueError(f"only {len(prepared)} usable item(s); need at least 3 to train, validate and test")
+        why = f"; {len(prepared.problems)} item(s) were skipped, e.g. {prepared.problems[0]}" if prepared.problems else ""
+        raise ValueError(f"only {len(prepared)} usable item(s); need at least 3 to train, validate and test{why}")
     if prepared.targets.shape[1] == 0:
         raise ValueError("no target column selected; pass targets=... (CLI: --target NAME)")
     if cfg.model.descriptors:
