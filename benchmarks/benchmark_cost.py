@@ -85,7 +85,7 @@ def main() -> int:
               f"× {len(spec['folds'])} folds: {r['core_hours']:9.2f} core-h")
     print("speeds (atom-epochs/s, median over the study's cells): " + ", ".join(f"{m} {v:.0f}" for m, v in sorted(rate.items())))
     print(f"total {total:.1f} core-hours; on {args.shards} shard(s) of one core: {total / args.shards:.1f} h wall")
-    write_results(f"benchmark-cost-{args.profile}", {"study": args.study, "profile": args.profile, "speeds": rate, "rows": rows,
+    write_results(f"benchmark-cost-{args.profile}.json", {"study": args.study, "profile": args.profile, "speeds": rate, "rows": rows,
                                                       "core_hours": total, "skipped": args.skip})
     return 0
 

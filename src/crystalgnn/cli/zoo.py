@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
         c = zoo.card(name)
         m = c["test_metrics"]
         print(f"zoo:{name:22s} {c['model']:12s} {c['target']} ({c['unit']}): test MAE {m['mae']:.4g}, R² {m['r2']:.3f} "
-              f"on {c['n_test']} held-out crystals of {c['dataset']}")
+              f"on {c['n_test']} held-out crystals of task {c['task']}")
     return 0
