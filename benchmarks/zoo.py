@@ -93,15 +93,9 @@ def train_entry(entry: ZooEntry) -> Path:
     return run_dir
 
 
-def _learned_columns(frame: pd.DataFrame, transform: str) -> tuple[str, str]:
-    true = [c for c in frame.columns if c.startswith("true_")]
-    learned = [c for c in true if "log10" in c] if transform == "log10" else true
-    name = learned[0][len("true_"):]
-    return f"true_{name}", f"pred_{name}"
-
-
 def package(entry: ZooEntry) -> dict:
     from crystalgnn.benchmark import get_task
+    from crystalgnn.benchmark.runner import csv_rows, learned_columns
     from crystalgnn.config import RunConfig
     from crystalgnn.reports.metrics import regression_metrics
 
@@ -112,10 +106,9 @@ def package(entry: ZooEntry) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     cfg = RunConfig.load(run_dir / "config.json")
     test = pd.read_csv(run_dir / "predictions_test.csv", dtype={"id": str})
-    true_col, pred_col = _learned_columns(test, cfg.data.transform)
+    true_col, pred_col = learned_columns(test, cfg.data.transform)
     scores = regression_metrics(test[true_col].to_numpy(float), test[pred_col].to_numpy(float))
-    n_train = sum(1 for _ in open(run_dir / "predictions_train.csv")) - 1
-    n_val = sum(1 for _ in open(run_dir / "predictions_val.csv")) - 1
+    n_train, n_val = csv_rows(run_dir / "predictions_train.csv"), csv_rows(run_dir / "predictions_val.csv")
     out = ZOO / entry.name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

@@ -170,7 +170,7 @@ def collect(dirs: Sequence[str | Path], out: str | Path, data_root: str | Path |
     cells = read_cells(dirs)
     board = leaderboard_frame(cells, data_root if data_root is not None else default_data_root())
     board.drop(columns=["lower_is_better"]).to_csv(out / "leaderboard.csv", index=False, float_format="%.6g")
-    keep = ["task", "model", "fold", "metric", "value", "n_train", "n_test", "epochs_run", "best_epoch", "stop_reason", "wall_seconds"]
+    keep = ["task", "model", "fold", "metric", "value", "n_train", "n_test", "n_skipped", "epochs_run", "best_epoch", "stop_reason", "wall_seconds"]
     pd.DataFrame(cells)[keep].to_csv(out / "cells.csv", index=False, float_format="%.6g")
     (out / "leaderboard.md").write_text(leaderboard_markdown(board, title, read_failures(dirs)) + "\n")
     (out / "charts").mkdir(exist_ok=True)

@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from crystalgnn import transforms
 from crystalgnn.benchmark.tasks import Task, score
 from crystalgnn.config import DataConfig, RunConfig, defaults_for
@@ -132,14 +130,14 @@ def cell_config(cell: Cell, budget: Budget, threads: int = 1, seed: int = 123, d
     return dataclasses.replace(cfg, data=data, model=model, train=train)
 
 
-def _learned_columns(frame: Any, task: Task) -> tuple[np.ndarray, np.ndarray]:
-    """(truth, prediction) of a predictions CSV in the units the task is scored in."""
+def learned_columns(frame: Any, transform: str, classification: bool = False) -> tuple[str, str]:
+    """Names of the (truth, prediction) columns of a predictions CSV in the units a model learned
+    and is scored in (``true_log10_<t>`` for a log10 target; class-1 probability for classification)."""
     true_cols = [c for c in frame.columns if c.startswith("true_")]
-    if task.problem == "classification":
-        return frame[true_cols[0]].to_numpy(float), frame["prob_1"].to_numpy(float)
-    target = true_cols[0][len("true_"):]
-    learned = transforms.learned_name(target, task.transform)
-    return frame[f"true_{learned}"].to_numpy(float), frame[f"pred_{learned}"].to_numpy(float)
+    if classification:
+        return true_cols[0], "prob_1"
+    learned = transforms.learned_name(true_cols[0][len("true_"):], transform)
+    return f"true_{learned}", f"pred_{learned}"
 
 
 def score_cell(cell: Cell, run_dir: Path, mad: float, budget: Budget, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -148,13 +146,14 @@ def score_cell(cell: Cell, run_dir: Path, mad: float, budget: Budget, extra: dic
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     frame = pd.read_csv(run_dir / "predictions_test.csv")
-    truth, pred = _learned_columns(frame, cell.task)
+    true_col, pred_col = learned_columns(frame, cell.task.transform, cell.task.problem == "classification")
+    truth, pred = frame[true_col].to_numpy(float), frame[pred_col].to_numpy(float)
     cfg = RunConfig.load(run_dir / "config.json")
     result = {
         "task": cell.task.name, "model": cell.model, "fold": cell.fold, "metric": cell.task.metric,
         "value": score(cell.task.metric, truth, pred, mad=mad), "lower_is_better": cell.task.lower_is_better,
         "unit": cell.task.unit, "approximates": cell.task.approximates, "group": cell.task.group,
-        "n_train": _rows(run_dir / "predictions_train.csv"), "n_test": int(len(frame)), "n_skipped": int(metrics.get("n_skipped", 0)),
+        "n_train": csv_rows(run_dir / "predictions_train.csv"), "n_test": int(len(frame)), "n_skipped": int(metrics.get("n_skipped", 0)),
         "epochs_run": metrics.get("epochs_run"), "max_epochs": metrics.get("max_epochs"), "best_epoch": metrics.get("best_epoch"),
         "stop_reason": metrics.get("stop_reason"), "wall_seconds": metrics.get("wall_seconds"),
         "n_parameters": metrics.get("n_parameters"), "budget": dataclasses.asdict(budget),
@@ -166,7 +165,8 @@ def score_cell(cell: Cell, run_dir: Path, mad: float, budget: Budget, extra: dic
     return result
 
 
-def _rows(csv_path: Path) -> int:
+def csv_rows(csv_path: Path) -> int:
+    """Data rows of a CSV with a header (0 when it does not exist)."""
     if not csv_path.exists():
         return 0
     with open(csv_path) as handle:
