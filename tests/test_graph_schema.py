@@ -128,10 +128,10 @@ def test_addon_is_cached_sliced_concatenated_and_reported(coordination, tmp_path
     np.testing.assert_allclose(store.cell_volume, [s.volume for s in STRUCTURES], rtol=1e-6)
 
     # Written and read back without pickle; the warm run builds nothing.
-    shard = next(tmp_path.rglob("*.npz"))
-    with np.load(shard, allow_pickle=False) as data:
-        assert {"coordination", "nearest_bond", "cell_volume"} <= set(data.files)
-        assert {"line_ptr", "line_index", "angle_cosines"}.isdisjoint(data.files)  # parts not built are not stored
+    shard = next(p for p in tmp_path.rglob("shard-*") if p.is_dir())
+    stored = {f.stem for f in shard.glob("*.npy")}
+    assert {"coordination", "nearest_bond", "cell_volume"} <= stored
+    assert {"line_ptr", "line_index", "angle_cosines"}.isdisjoint(stored)  # parts not built are not stored
     import crystalgnn.graphs.cache as cache_mod
 
     monkeypatch.setattr(cache_mod, "build_one", lambda *a: pytest.fail("cache miss on a warm cache"))
@@ -193,7 +193,7 @@ def test_store_of_an_unregistered_addon_does_not_load(tmp_path):
     with registered(COORDINATION):
         build_graphs(IDS[:1], _sources(STRUCTURES[:1]), CFG, tmp_path, workers=1, progress=False)
     with pytest.raises(ValueError, match=r"\['coordination'\] are not registered"):
-        GraphStore.load(next(tmp_path.rglob("*.npz")))
+        GraphStore.load(next(p for p in tmp_path.rglob("shard-*") if p.is_dir()))
 
 
 def test_registration_refuses_clashes(coordination):

@@ -84,6 +84,11 @@ def test_graph_fields_are_consistent():
     np.testing.assert_allclose(np.linalg.norm(g.edge_vectors, axis=1), g.edge_distances, atol=1e-4)
 
 
+def shard_folders(root):
+    """The graph cache's shards under ``root`` (one folder of ``.npy`` files each)."""
+    return [p for p in root.rglob("shard-*") if p.is_dir()]
+
+
 def _sources(structures):
     return [StructureSource(key=structure_key(s), structure=s) for s in structures]
 
@@ -94,8 +99,7 @@ def test_cache_round_trip_and_selective_rebuild(tmp_path, monkeypatch):
     cfg = GraphConfig()
     store, ok, problems = build_graphs(ids, _sources(structures), cfg, tmp_path, workers=1, progress=False)
     assert ok.all() and not problems
-    shard_files = list(tmp_path.rglob("*.npz"))
-    assert len(shard_files) == 1
+    assert len(shard_folders(tmp_path)) == 1
 
     # Warm: nothing is built again (the builder would fail loudly if called).
     import crystalgnn.graphs.cache as cache_mod
@@ -120,15 +124,16 @@ def test_cache_round_trip_and_selective_rebuild(tmp_path, monkeypatch):
     built.clear()
     build_graphs(ids, _sources(structures), GraphConfig(max_neighbors=8), tmp_path, workers=1, progress=False)
     assert len(built) == len(structures)
-    assert len({p.parent for p in tmp_path.rglob("*.npz")}) == 2
+    assert len({p.parent for p in shard_folders(tmp_path)}) == 2
 
 
 def test_cache_files_load_without_pickle(tmp_path):
     structures = [SMALL_CELLS[n] for n in sorted(SMALL_CELLS)]
     build_graphs(sorted(SMALL_CELLS), _sources(structures), GraphConfig(), tmp_path, workers=1, progress=False)
-    for f in tmp_path.rglob("*.npz"):
-        with np.load(f, allow_pickle=False) as data:  # raises if any array needed pickle
-            assert all(data[k].dtype != object for k in data.files)
+    files = list(tmp_path.rglob("*.npy"))
+    assert files
+    for f in files:
+        assert np.load(f, allow_pickle=False).dtype != object  # raises if an array needed pickle
     store, hit = GraphCache(GraphConfig(), tmp_path).lookup([structure_key(structures[1]), "not-a-key"])
     assert hit.tolist() == [True, False] and len(store) == 1
 
@@ -166,7 +171,7 @@ def test_cache_split_into_shards_returns_graphs_in_request_order(tmp_path):
     store, _, _ = build_graphs(names, _sources(structures), GraphConfig(), None, workers=1, progress=False)
     cache = GraphCache(GraphConfig(), tmp_path, shard_size=2)
     cache.add(store)
-    assert len(list(tmp_path.rglob("*.npz"))) == 2
+    assert len(shard_folders(tmp_path)) == 2
     keys = [structure_key(s) for s in structures]
     wanted = [keys[3], keys[0], keys[2]]  # across both shards, out of order
     found, hit = cache.lookup(wanted)

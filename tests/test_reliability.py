@@ -229,8 +229,8 @@ def test_a_corrupt_shard_is_named_set_aside_and_rebuilt(elasticity_slice, tmp_pa
     data = load_dataset(elasticity_slice, targets=[])
     cache = tmp_path / "cache"
     first, ok, _ = build_graphs(data.ids, data.sources, GraphConfig(), cache, workers=1, progress=False)
-    (shard,) = list(cache.rglob("shard-*.npz"))
-    shard.write_bytes(b"not a zip file" * 10)
+    (shard,) = [p for p in cache.rglob("shard-*") if p.is_dir()]
+    (shard / "edge_distances.npy").write_bytes(b"not an array" * 10)
     with caplog.at_level("WARNING", logger="crystalgnn"):
         again, ok2, _ = build_graphs(data.ids, data.sources, GraphConfig(), cache, workers=1, progress=False)
     assert ok2.all() and str(shard) in caplog.text and "corrupt" in caplog.text
@@ -243,8 +243,8 @@ def test_a_run_on_a_corrupt_cache_predicts_as_an_undisturbed_one(elasticity_slic
     data = load_dataset(elasticity_slice, targets=[1], transform="log10")
     cache = tmp_path / "cache"
     clean = train(data, tmp_path / "clean", _cfg("log10"), cache_dir=cache, progress=False, workers=1)
-    for shard in cache.rglob("shard-*.npz"):
-        shard.write_bytes(shard.read_bytes()[:100])  # truncated, as by a full disk or a killed write
+    for array in cache.rglob("shard-*/*.npy"):
+        array.write_bytes(array.read_bytes()[:100])  # truncated, as by a full disk or a killed write
     disturbed = train(data, tmp_path / "disturbed", _cfg("log10"), cache_dir=cache, progress=False, workers=1)
     assert disturbed.metrics["test"] == clean.metrics["test"]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "clean" / "predictions_test.csv"),
@@ -287,7 +287,7 @@ def test_cache_list_prune_clear(elasticity_slice, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 folder(s)" in out and out.count(" graphs ") == 2 and " 80 " in out
     old = next(f for f in cache.iterdir() if json.loads((f / "settings.json").read_text())["settings"]["graph"]["cutoff"] == 6.0)
-    for f in old.iterdir():
+    for f in old.rglob("*"):
         os.utime(f, (time.time() - 90 * 86400,) * 2)
     assert cli.main(["cache", "prune", "--cache-dir", str(cache), "--dry-run"]) == 0 and old.exists()
     assert cli.main(["cache", "prune", "--cache-dir", str(cache)]) == 0

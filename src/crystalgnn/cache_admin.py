@@ -85,7 +85,7 @@ def cache_folders(root: Path) -> list[CacheFolder]:
         found.append(CacheFolder(
             path=folder, kind=kind, entries=_entries(folder, kind), bytes=sum(f.stat().st_size for f in files),
             last_written=max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime),
-            settings=settings, corrupt=sum(f.name.endswith(".corrupt") for f in files),
+            settings=settings, corrupt=sum(1 for _ in folder.glob("*.corrupt")),
         ))
     return sorted(found, key=lambda f: f.last_written)
 
@@ -104,7 +104,10 @@ def prune(root: Path, older_than_days: float = 30.0, dry_run: bool = False) -> l
         for corrupt in folder.path.glob("*.corrupt"):
             removed.append(corrupt)
             if not dry_run:
-                corrupt.unlink()
+                if corrupt.is_dir():  # a graph shard is a folder
+                    shutil.rmtree(corrupt)
+                else:
+                    corrupt.unlink()
     return removed
 
 

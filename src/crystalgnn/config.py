@@ -226,6 +226,12 @@ class TrainConfig:
     devices: int = 1
     strategy: str = "auto"
     num_workers: int = 0
+    #: How training holds the graphs: "memory" (one in-memory store), "mmap" (a view over the
+    #: memory-mapped cache shards: resident memory bounded by a few shards, for datasets larger
+    #: than memory; a shuffled epoch visits the shards a few at a time), "auto" (mmap when the
+    #: graphs exceed a quarter of the memory the process may use, cgroup limits included). Needs
+    #: the graph cache; the numbers are the same either way when the data fit one shuffle window.
+    graph_store: Literal["auto", "memory", "mmap"] = "auto"
     #: torch CPU threads; 0: the cores not busy with other processes when training starts.
     threads: int = 0
     #: Lightning precision of training: "32" or "bf16-mixed" (matrix products and activations in
@@ -348,7 +354,7 @@ class RunConfig:
 
 #: Settings written to config.json only when they differ from these (see :meth:`RunConfig.to_json`).
 _OMITTED_AT_DEFAULT: dict[str, dict[str, Any]] = {"train": {"ensemble": 1, "bootstrap": False, "split_seed": None, "adam_beta2": 0.999,
-                                                            "kfold_val_fraction": 0.1}}
+                                                            "kfold_val_fraction": 0.1, "graph_store": "auto"}}
 
 #: CGCNN's settings that layout 1 kept at the top of ``model`` and under ``features``.
 _LAYOUT_1_CGCNN_MODEL = ("atom_fea_len", "n_conv", "h_fea_len", "n_h", "conv")

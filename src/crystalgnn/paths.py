@@ -32,6 +32,47 @@ def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
     return Path(cache_dir)
 
 
+def _cgroup_memory_files() -> list[tuple[Path, Path]]:
+    """(limit, usage) files of this process's memory cgroup: v2 ``memory.max`` / ``memory.current``,
+    v1 ``memory.limit_in_bytes`` / ``memory.usage_in_bytes``, under the group ``/proc/self/cgroup``
+    names and under the mount's root (what a container shows as its own group)."""
+    found: list[tuple[Path, Path]] = []
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        hierarchy, controllers, group = (line.split(":", 2) + ["", ""])[:3]
+        group = group.lstrip("/")
+        if hierarchy == "0" and controllers == "":
+            found.append((Path("/sys/fs/cgroup", group, "memory.max"), Path("/sys/fs/cgroup", group, "memory.current")))
+        elif "memory" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/memory")
+            found.append((base / group / "memory.limit_in_bytes", base / group / "memory.usage_in_bytes"))
+    found.append((Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")))
+    found.append((Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"), Path("/sys/fs/cgroup/memory/memory.usage_in_bytes")))
+    return found
+
+
+def memory_budget() -> float:
+    """Bytes of memory this process may use: the machine's available memory, or less where its
+    cgroup (a container, ``systemd-run -p MemoryMax=``, a cluster job) limits it: that limit minus
+    what the group uses now (page cache included, which the kernel can reclaim: a low estimate)."""
+    import psutil
+
+    budget = float(psutil.virtual_memory().available)
+    for limit_file, usage_file in _cgroup_memory_files():
+        try:
+            text = limit_file.read_text().strip()
+            if text == "max" or int(text) >= 2**60:
+                continue
+            used = int(usage_file.read_text().strip()) if usage_file.exists() else 0
+            budget = min(budget, float(max(int(text) - used, 0)))
+        except (OSError, ValueError):
+            continue
+    return budget
+
+
 @contextlib.contextmanager
 def folder_lock(folder: Path | None, what: str = "the cache") -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (its ``.lock`` file) for the block, so that two

@@ -1,5 +1,5 @@
 """Command line: ``crystalgnn check | train | predict | evaluate | pretrain | featurize | baseline | probe |
-periodicity | importance | cache``. One module per command, each ``add_parser(subparsers)`` + ``run(args)``; the
+periodicity | importance | graphs | cache``. One module per command, each ``add_parser(subparsers)`` + ``run(args)``; the
 modules parse arguments and call the library, nothing more. ``crystalgnn COMMAND --help``
 explains each."""
 
@@ -18,6 +18,8 @@ crystalgnn: graph neural networks for crystal properties (CGCNN, ALIGNN, ... on 
   crystalgnn train --resume runs/x                         continue a killed run
   crystalgnn predict runs/x new_cifs/ -o predictions.csv   predict new structures
   crystalgnn evaluate runs/x labelled_data/                metrics of a run on labelled data
+  crystalgnn graphs DATA [--shard i/N]                     build the graphs ahead of training (a slice per cluster job)
+  crystalgnn graphs merge DEST SRC...                      one cache from caches built apart
   crystalgnn cache list | prune | clear                    the graph and descriptor cache
 
 Benchmarks and ready-trained models:
@@ -46,7 +48,7 @@ with a CIF column, a MatBench-style JSON(.gz), an extxyz file, or a generated da
 
 #: Command modules, in the order of ``crystalgnn --help``.
 COMMANDS = ("check", "train", "predict", "evaluate", "benchmark", "zoo", "pretrain", "featurize", "baseline", "probe", "periodicity", "importance",
-            "cache")
+            "graphs", "cache")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

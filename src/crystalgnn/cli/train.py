@@ -88,6 +88,9 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--devices", type=int, help="devices / processes (DDP when > 1)")
     o.add_argument("--strategy", help="Lightning strategy, e.g. ddp (auto)")
     o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
+    o.add_argument("--graph-store", choices=["auto", "memory", "mmap"],
+                   help="hold the graphs in memory, or read them memory-mapped from the cache shards (datasets larger than memory; "
+                        "resident memory stays a few shards); auto: mmap when they exceed a quarter of the memory available (auto)")
     o.add_argument("--threads", type=int, help="torch CPU threads (0, default: the cores other processes are not busy on)")
     o.add_argument("--logger", choices=["csv", "tensorboard", "mlflow"],
                    help="a logger beside the CSV log: tensorboard (RUN/tensorboard) or mlflow (local store RUN/mlruns, or --mlflow-uri)")
@@ -141,7 +144,7 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
                       early_stopping_patience=args.patience, max_minutes=args.max_minutes,
                       seed=args.seed, split_fractions=split_fractions(args.split), split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-                      num_workers=args.num_workers, threads=args.threads, precision=args.precision, init_from=args.init_from,
+                      num_workers=args.num_workers, graph_store=args.graph_store, threads=args.threads, precision=args.precision, init_from=args.init_from,
                       freeze_encoder=args.freeze_encoder, deterministic=args.deterministic, logger=args.logger,
                       mlflow_uri=args.mlflow_uri, ensemble=args.ensemble, bootstrap=args.bootstrap),
     )

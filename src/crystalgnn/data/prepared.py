@@ -19,6 +19,7 @@ from crystalgnn.descriptors.bank import DescriptorSettings
 from crystalgnn.errors import Problem
 from crystalgnn.features.atom import SUPPORTED_MAX_Z
 from crystalgnn.graphs.cache import build_graphs
+from crystalgnn.graphs.sharded import ShardedGraphStore
 from crystalgnn.graphs.store import GraphStore
 
 #: Largest atomic number the atom features cover (CGCNN's table and the learned embedding: 1–100).
@@ -30,7 +31,7 @@ class PreparedData:
     """Usable items only, in input order: graphs, targets, and the problems of the others."""
 
     ids: list[str]
-    store: GraphStore
+    store: GraphStore | ShardedGraphStore
     targets: np.ndarray  # (n, T)
     target_names: list[str]
     problems: list[Problem] = field(default_factory=list)
@@ -48,7 +49,7 @@ class PreparedData:
         return len(self.ids)
 
 
-def unsupported_element_problems(ids: Sequence[str], store: GraphStore, max_z: int = MAX_SUPPORTED_Z) -> dict[int, Problem]:
+def unsupported_element_problems(ids: Sequence[str], store: GraphStore | ShardedGraphStore, max_z: int = MAX_SUPPORTED_Z) -> dict[int, Problem]:
     """Items containing an element the atom features do not cover, by position in ``store``."""
     bad_atoms = np.flatnonzero(store.atomic_numbers > max_z)
     if bad_atoms.size == 0:
@@ -72,6 +73,7 @@ def prepare(
     workers: int = 0,
     progress: bool = True,
     descriptors: DescriptorSettings | None = None,
+    store_mode: str = "memory",
 ) -> PreparedData:
     """Build (or load cached) graphs for every item and drop, with a reason, what cannot be used.
 
@@ -79,9 +81,12 @@ def prepare(
     pass (one Voronoi tessellation per structure for both), into the descriptor cache under
     ``cache_dir`` (:func:`crystalgnn.graphs.cache.build_graphs`), so that :func:`attach_descriptors`
     with the same ``cache_dir`` only reads them.
+
+    ``store_mode``: how the graphs are held (:data:`crystalgnn.graphs.cache.STORE_MODES`): in
+    memory, or a view over the memory-mapped cache shards for datasets larger than memory.
     """
     store, ok, problems = build_graphs(dataset.ids, dataset.sources, graph_cfg, cache_dir, workers, progress,
-                                       describe=descriptors)
+                                       describe=descriptors, store=store_mode)
     kept_rows = np.flatnonzero(ok)
     kept_ids = [dataset.ids[i] for i in kept_rows]
     element_problems = unsupported_element_problems(kept_ids, store)
@@ -157,6 +162,38 @@ class ShuffleSampler(RandomSampler):
         return super().__iter__()
 
 
+class ShardShuffleSampler(ShuffleSampler):
+    """A shuffled epoch that reads memory-mapped shards a few at a time instead of at random.
+
+    Each epoch: the shards in a random order, taken ``window`` at a time; the crystals of a window
+    in a random order, one after the other window. Every crystal once per epoch, as
+    :class:`ShuffleSampler`; a batch draws from at most ``window`` shards (and the one before), so
+    an epoch maps each shard about once and the resident pages stay a few shards' worth however
+    large the store. Draws come from torch's global generator (resume rewinds them the same way).
+    With every shard in one window it is exactly :class:`ShuffleSampler` (the same order).
+    """
+
+    def __init__(self, data_source: Dataset, shard_of: np.ndarray, window: int = 4) -> None:
+        super().__init__(data_source)
+        self.shard_of = np.asarray(shard_of)
+        self.window = max(int(window), 1)
+        shards, self._members = np.unique(self.shard_of, return_inverse=True)
+        self.n_shards = len(shards)
+
+    def __iter__(self):  # type: ignore[override]
+        if self.n_shards <= self.window:
+            yield from super().__iter__()
+            return
+        if self._pending_state is not None:
+            torch.set_rng_state(self._pending_state)
+            self._pending_state = None
+        positions = [np.flatnonzero(self._members == s) for s in range(self.n_shards)]
+        shard_order = torch.randperm(self.n_shards).numpy()
+        for start in range(0, self.n_shards, self.window):
+            pool = np.concatenate([positions[s] for s in shard_order[start : start + self.window]])
+            yield from pool[torch.randperm(len(pool)).numpy()].tolist()
+
+
 class NoLoneBatchSampler(BatchSampler):
     """Batches of ``batch_size`` in the sampler's order, where a last batch of a single crystal
     joins the batch before it: batch norm cannot normalise one crystal of one atom, and dropping
@@ -189,7 +226,7 @@ class NoLoneBatchSampler(BatchSampler):
 class Collator:
     """Picklable collate function (works with ``num_workers > 0``; graphs are never rebuilt)."""
 
-    def __init__(self, store: GraphStore, targets: np.ndarray | None, extra: np.ndarray | None = None,
+    def __init__(self, store: GraphStore | ShardedGraphStore, targets: np.ndarray | None, extra: np.ndarray | None = None,
                  base: np.ndarray | None = None) -> None:
         self.store = store
         self.targets = targets
@@ -206,6 +243,12 @@ class Collator:
         return batch
 
 
+def _shuffled(dataset: _IndexDataset, store: GraphStore | ShardedGraphStore) -> ShuffleSampler:
+    if isinstance(store, ShardedGraphStore):
+        return ShardShuffleSampler(dataset, store.shard[dataset.indices])
+    return ShuffleSampler(dataset)
+
+
 def make_loader(
     data: PreparedData,
     indices: np.ndarray,
@@ -214,14 +257,15 @@ def make_loader(
     num_workers: int = 0,
 ) -> DataLoader:
     """Batches of graphs ``indices`` of ``data``; ``shuffle`` (training): a new order every epoch
-    (:class:`ShuffleSampler`), every crystal in every epoch (:class:`NoLoneBatchSampler`)."""
+    (:class:`ShuffleSampler`; :class:`ShardShuffleSampler` on a memory-mapped store), every
+    crystal in every epoch (:class:`NoLoneBatchSampler`)."""
     dataset = _IndexDataset(indices)
     if not shuffle:
         return DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                           collate_fn=Collator(data.store, data.targets, data.extra, data.base), persistent_workers=num_workers > 0)
     return DataLoader(
         dataset,
-        batch_sampler=NoLoneBatchSampler(ShuffleSampler(dataset), batch_size),
+        batch_sampler=NoLoneBatchSampler(_shuffled(dataset, data.store), batch_size),
         num_workers=num_workers,
         collate_fn=Collator(data.store, data.targets, data.extra, data.base),
         persistent_workers=num_workers > 0,

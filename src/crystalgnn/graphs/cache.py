@@ -23,6 +23,7 @@ from crystalgnn.descriptors.bank import DescriptorSettings
 from crystalgnn.errors import Problem
 from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
 from crystalgnn.graphs.schema import addon_key, graph_key, parts_for
+from crystalgnn.graphs.sharded import DEFAULT_MAX_OPEN, ShardedGraphStore, ShardIndex
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
 from crystalgnn.paths import UNREADABLE, folder_lock, set_aside, write_settings
@@ -85,18 +86,36 @@ def _cache_descriptors(settings: DescriptorSettings, cache_dir: str | Path | Non
                       np.stack([described[i][1] for i in new]))
 
 
+#: How a prepared dataset holds its graphs: "memory" (one in-memory store, the fastest batching),
+#: "mmap" (a view over the memory-mapped cache shards, :mod:`crystalgnn.graphs.sharded`: resident
+#: memory bounded by a few shards), "auto" (mmap when the graphs take more than
+#: :data:`MMAP_SHARE` of the memory this process may use, see :func:`crystalgnn.paths.memory_budget`).
+STORE_MODES = ("auto", "memory", "mmap")
+MMAP_SHARE = 0.25
+
+
 @dataclass
 class GraphCache:
     """On-disk graph cache for one :class:`GraphConfig`. ``root=None`` disables disk caching."""
 
     cfg: GraphConfig
     root: Path | None = None
-    #: Graphs per shard file: a lookup of a few crystals then loads a small shard, not the whole cache.
+    #: Graphs per shard: a lookup of a few crystals reads a small shard, a memory-mapped epoch
+    #: keeps a few of them resident, and building holds one shard's graphs in memory at a time.
     shard_size: int = 4096
 
     @property
     def folder(self) -> Path | None:
         return None if self.root is None else Path(self.root) / f"graphs-{graph_key(self.cfg)}"
+
+    @staticmethod
+    def shard_of_keys_file(keys_file: Path) -> Path | None:
+        """The shard a ``<name>.keys.npy`` announces: folder ``<name>`` (memory-mappable) or ``<name>.npz``."""
+        stem = keys_file.name[: -len(".keys.npy")]
+        for candidate in (keys_file.with_name(stem), keys_file.with_name(stem + ".npz")):
+            if candidate.exists():
+                return candidate
+        return None
 
     def _shard_keys(self) -> list[tuple[Path, np.ndarray]]:
         folder = self.folder
@@ -104,42 +123,64 @@ class GraphCache:
             return []
         found = []
         for keys_file in sorted(folder.glob("*.keys.npy")):
-            shard = keys_file.with_name(keys_file.name[: -len(".keys.npy")] + ".npz")
-            if shard.exists():
+            shard = self.shard_of_keys_file(keys_file)
+            if shard is not None:
                 try:
                     found.append((shard, np.load(keys_file, allow_pickle=False)))
                 except UNREADABLE as err:
                     set_aside([keys_file, shard], f"{type(err).__name__}: {err}")
         return found
 
-    def lookup(self, keys: Sequence[str]) -> tuple[GraphStore | None, np.ndarray]:
-        """Cached graphs for ``keys``: a store with the hits (in ``keys`` order) and a hit mask."""
+    @staticmethod
+    def _keys_file(shard: Path) -> Path:
+        stem = shard.name[: -len(".npz")] if shard.suffix == ".npz" else shard.name
+        return shard.with_name(stem + ".keys.npy")
+
+    def index(self, keys: Sequence[str]) -> tuple[list[Path], np.ndarray, np.ndarray]:
+        """Where each of ``keys`` is cached, reading only the small keys files: the shards, and per
+        key its shard number (-1: not cached) and row there."""
         wanted = np.array(list(keys), dtype="S64")
-        hit = np.zeros(len(wanted), dtype=bool)
-        parts: list[GraphStore] = []
-        part_rows: list[np.ndarray] = []
+        shard_of = np.full(len(wanted), -1, dtype=np.int32)
+        row_of = np.zeros(len(wanted), dtype=np.int64)
+        shards: list[Path] = []
         for shard, shard_keys in self._shard_keys():
-            # Rows of `wanted` not yet found whose key is in this shard.
-            in_shard = np.isin(wanted, shard_keys) & ~hit
+            # rows of `wanted` not yet found whose key is in this shard
+            in_shard = np.isin(wanted, shard_keys) & (shard_of < 0)
             if not in_shard.any():
                 continue
             rows = np.flatnonzero(in_shard)
-            position = {k: i for i, k in enumerate(shard_keys.tolist())}
+            order = np.argsort(shard_keys, kind="stable")
+            row_of[rows] = order[np.searchsorted(shard_keys, wanted[rows], sorter=order)]
+            shard_of[rows] = len(shards)
+            shards.append(shard)
+        return shards, shard_of, row_of
+
+    def lookup(self, keys: Sequence[str]) -> tuple[GraphStore | None, np.ndarray]:
+        """Cached graphs for ``keys``: an in-memory store with the hits (in ``keys`` order) and a hit mask."""
+        view, hit = self.view(keys)
+        return (view.materialize() if view is not None else None), hit
+
+    def view(self, keys: Sequence[str], max_open: int = DEFAULT_MAX_OPEN) -> tuple[ShardedGraphStore | None, np.ndarray]:
+        """Cached graphs for ``keys`` as a memory-mapped view (the hits, in ``keys`` order) and a hit
+        mask. A shard that cannot be read is set aside and its graphs count as not cached."""
+        shards, shard_of, row_of = self.index(keys)
+        indexes: list[ShardIndex | None] = []
+        for shard in shards:
             try:
-                store = GraphStore.load(shard)
+                indexes.append(ShardIndex.read(shard))
             except UNREADABLE as err:  # a truncated or overwritten shard: its graphs are rebuilt
-                set_aside([shard.with_name(shard.name[: -len(".npz")] + ".keys.npy"), shard], f"{type(err).__name__}: {err}")
-                continue
-            parts.append(store.take([position[k] for k in wanted[rows].tolist()]))
-            part_rows.append(rows)
-            hit[rows] = True
-        if not parts:
+                set_aside([self._keys_file(shard), shard], f"{type(err).__name__}: {err}")
+                indexes.append(None)
+        readable = np.array([i is not None for i in indexes] + [False], dtype=bool)
+        hit = readable[shard_of]  # shard_of -1 reads the final False
+        if not hit.any():
             return None, hit
-        merged = GraphStore.concat(parts)
-        order = np.argsort(np.concatenate(part_rows), kind="stable")
-        return merged.take(order), hit
+        renumber = np.cumsum(readable[:-1]) - 1
+        kept = tuple(i for i in indexes if i is not None)
+        return ShardedGraphStore(kept, renumber[shard_of[hit]], row_of[hit], max_open), hit
 
     def add(self, store: GraphStore) -> None:
+        """Write ``store`` as new shards (memory-mappable folders), keys files last."""
         folder = self.folder
         if folder is None or len(store) == 0:
             return
@@ -149,7 +190,7 @@ class GraphCache:
         for part, start in enumerate(range(0, len(store), self.shard_size)):
             shard = store.take(np.arange(start, min(start + self.shard_size, len(store))))
             name = f"shard-{stamp}-{part:04d}"
-            shard.save(folder / f"{name}.npz")
+            shard.save(folder / name)
             tmp = folder / f".{name}.keys.tmp.npy"
             np.save(tmp, shard.keys)
             os.replace(tmp, folder / f"{name}.keys.npy")  # keys last: a shard is visible only when complete
@@ -171,6 +212,61 @@ def _collect(cfg: GraphConfig, ids: Sequence[str], keys: Sequence[str], missing:
     return GraphStore.from_graphs(new_keys, new_graphs, parts_for(cfg)), new_rows, problems
 
 
+def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Sequence[StructureSource], keys: list[str],
+           missing: np.ndarray, workers: int, progress: bool, chunk_size: int, describe: DescriptorSettings | None,
+           cache_dir: str | Path | None) -> tuple[list[GraphStore], list[int], list[Problem]]:
+    """Build the ``missing`` items. With a cache folder, ``cache.shard_size`` items at a time, each
+    batch written as a shard before the next is built (memory: one shard's graphs) and nothing
+    returned but the rows built and the problems; without one, every graph in memory."""
+    from tqdm.auto import tqdm
+
+    step = cache.shard_size if cache.folder is not None else max(len(missing), 1)
+    fresh: list[GraphStore] = []
+    rows: list[int] = []
+    problems: list[Problem] = []
+    with tqdm(total=len(missing), desc="building graphs", unit="crystal", disable=None if progress else True, leave=False) as bar:
+        for start in range(0, len(missing), step):
+            chunk = missing[start : start + step]
+            todo = [sources[i] for i in chunk]
+            if describe is None:
+                built = map_items(build_one, todo, (cfg,), workers, chunk_size, progress=False)
+            else:
+                pairs = map_items(build_one, todo, (cfg, describe), workers, chunk_size, progress=False)
+                built = [graph for graph, _ in pairs]
+                _cache_descriptors(describe, cache_dir, [keys[i] for i in chunk], [d for _, d in pairs])
+            store, chunk_rows, chunk_problems = _collect(cfg, ids, keys, chunk, built)
+            del built
+            rows += chunk_rows
+            problems += chunk_problems
+            if cache.folder is not None:
+                cache.add(store)  # on disk; read back through the cache view
+            else:
+                fresh.append(store)
+            bar.update(len(chunk))
+    return fresh, rows, problems
+
+
+def choose_store_mode(mode: str, nbytes: float) -> str:
+    """``"memory"`` or ``"mmap"`` for ``mode`` (one of :data:`STORE_MODES`) and graphs of ``nbytes``."""
+    from crystalgnn.paths import memory_budget
+
+    if mode not in STORE_MODES:
+        raise ValueError(f"graph store {mode!r}: use one of {', '.join(STORE_MODES)}")
+    if mode != "auto":
+        return mode
+    return "mmap" if nbytes > MMAP_SHARE * memory_budget() else "memory"
+
+
+def _shard_bytes(view: ShardedGraphStore) -> float:
+    """Bytes of the view's graphs, estimated from its shards' sizes on disk (nothing is read)."""
+    total = 0.0
+    for s, index in enumerate(view.shards):
+        files = [index.path] if index.path.is_file() else list(index.path.glob("*.npy"))
+        size = sum(f.stat().st_size for f in files)
+        total += size * np.count_nonzero(view.shard == s) / max(len(index.keys), 1)
+    return total
+
+
 def build_graphs(
     ids: Sequence[str],
     sources: Sequence[StructureSource],
@@ -180,7 +276,10 @@ def build_graphs(
     progress: bool = True,
     chunk_size: int = 32,
     describe: DescriptorSettings | None = None,
-) -> tuple[GraphStore, np.ndarray, list[Problem]]:
+    store: str = "memory",
+    read_only: bool = False,
+    shard_size: int = 4096,
+) -> tuple[GraphStore | ShardedGraphStore, np.ndarray, list[Problem]]:
     """Graphs for ``sources``, from the cache where possible, built in parallel otherwise.
 
     Returns ``(store, ok, problems)``: ``store`` holds the graphs of the items with ``ok[i]`` true,
@@ -189,36 +288,92 @@ def build_graphs(
     Two processes filling the same cache folder take turns (:func:`crystalgnn.paths.folder_lock`):
     the second waits, then reads what the first built instead of building it again.
 
+    With a cache folder, building streams: ``GraphCache.shard_size`` crystals are built, written
+    as a shard and dropped before the next ones, so building never holds more than one shard's
+    graphs. ``store``: ``"memory"`` returns one in-memory :class:`GraphStore`; ``"mmap"`` a
+    :class:`~crystalgnn.graphs.sharded.ShardedGraphStore` over the memory-mapped shards (needs a
+    cache folder); ``"auto"`` picks by size (:func:`choose_store_mode`). Both hold the same numbers.
+    ``read_only``: never write the cache (a DDP worker reading what rank 0 built); an item not
+    cached is then built in memory. ``shard_size``: crystals per shard written.
+
     ``describe``: also compute the descriptors (:mod:`crystalgnn.descriptors`) of every structure
     whose graph is built here, in the same worker call right after its graph (sharing its Voronoi
     tessellation), and write them into the descriptor cache under ``cache_dir``, where a later
     ``compute_descriptors(..., settings=describe, cache_dir=cache_dir)`` finds them. Structures
     whose graph was cached are not described here.
     """
-    cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None)
+    cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None, shard_size)
     keys = [s.key for s in sources]
-    with folder_lock(cache.folder, "the graph cache"):
-        cached, hit = cache.lookup(keys)
+    writer = cache if not read_only else GraphCache(cfg, None, cache.shard_size)
+    with folder_lock(cache.folder if not read_only else None, "the graph cache"):
+        _, hit = cache.view(keys)  # reads each shard's index: an unreadable one is set aside and rebuilt
         missing = np.flatnonzero(~hit)
-        built: list[CrystalGraph | str] = []
-        if len(missing):
-            todo = [sources[i] for i in missing]
-            if describe is None:
-                built = map_items(build_one, todo, (cfg,), workers, chunk_size, "building graphs", progress)
-            else:
-                pairs = map_items(build_one, todo, (cfg, describe), workers, chunk_size, "building graphs", progress)
-                built = [graph for graph, _ in pairs]
-                _cache_descriptors(describe, cache_dir, [keys[i] for i in missing], [d for _, d in pairs])
-        fresh, new_rows, problems = _collect(cfg, ids, keys, missing, built)
-        cache.add(fresh)
-
-    parts = parts_for(cfg)
+        fresh, new_rows, problems = _build(writer, cfg, ids, sources, keys, missing, workers, progress, chunk_size,
+                                           describe, cache_dir if not read_only else None)
+    built_rows = np.asarray(new_rows, dtype=np.int64)
+    view, hit = cache.view(keys) if cache.folder is not None else (None, np.zeros(len(keys), dtype=bool))
     ok = hit.copy()
-    ok[np.asarray(new_rows, dtype=np.int64)] = True
-    stores = [s for s in (cached, fresh) if s is not None and len(s)]
-    if not stores:
+    ok[built_rows] = True
+    parts = parts_for(cfg)
+    if fresh:  # built in memory (no cache folder, or read-only): merge with what the cache had
+        cached = [view.materialize()] if view is not None else []
+        rows = np.concatenate([np.flatnonzero(hit), built_rows[~hit[built_rows]]])
+        merged = GraphStore.concat(cached + fresh)
+        return merged.take(np.argsort(rows, kind="stable")), ok, problems
+    if view is None:
         return GraphStore.from_graphs([], [], parts), ok, problems
-    rows = np.concatenate(([np.flatnonzero(hit)] if cached is not None else []) + [np.asarray(new_rows, dtype=np.int64)])
-    merged = GraphStore.concat(stores)
-    store = merged.take(np.argsort(rows, kind="stable"))
-    return store, ok, problems
+    if choose_store_mode(store, _shard_bytes(view)) == "mmap":
+        return view, ok, problems
+    return view.materialize(), ok, problems
+
+
+def merge_caches(destination: str | Path, sources: Sequence[str | Path]) -> dict[str, int]:
+    """Merge graph caches built apart (``crystalgnn graphs DATA --shard i/N`` on a cluster's nodes,
+    each into its own folder) into the cache under ``destination``: every ``graphs-<key>`` folder
+    of every source joins the folder of the same key (the same graph settings), shard by shard. A
+    shard whose keys are all there already is skipped, one with some of them is written again
+    without those; keys files are written last, so a reader never sees a half-copied shard.
+    Returns counts: ``shards`` copied, ``graphs`` added, ``duplicates`` skipped, ``folders``."""
+    import shutil
+
+    counts = {"folders": 0, "shards": 0, "graphs": 0, "duplicates": 0}
+    destination = Path(destination)
+    for source in sources:
+        source = Path(source)
+        if not source.is_dir():
+            raise FileNotFoundError(f"{source}: no such cache folder to merge")
+        for folder in sorted(source.glob("graphs-*")):
+            target = destination / folder.name
+            target.mkdir(parents=True, exist_ok=True)
+            counts["folders"] += 1
+            with folder_lock(target, "the graph cache"):
+                if (folder / "settings.json").exists() and not (target / "settings.json").exists():
+                    shutil.copy2(folder / "settings.json", target / "settings.json")
+                have = [np.load(k, allow_pickle=False) for k in target.glob("*.keys.npy")]
+                known = np.concatenate(have) if have else np.zeros(0, dtype="S64")
+                for keys_file in sorted(folder.glob("*.keys.npy")):
+                    shard = GraphCache.shard_of_keys_file(keys_file)
+                    if shard is None:
+                        continue
+                    keys = np.load(keys_file, allow_pickle=False)
+                    new = ~np.isin(keys, known)
+                    counts["duplicates"] += int((~new).sum())
+                    if not new.any():
+                        continue
+                    name = keys_file.name[: -len(".keys.npy")]
+                    if new.all():
+                        tmp = target / f".{shard.name}.{os.getpid()}.tmp"
+                        (shutil.copytree if shard.is_dir() else shutil.copy2)(shard, tmp)
+                        os.replace(tmp, target / shard.name)
+                        kept = keys
+                    else:
+                        part = GraphStore.load(shard).take(np.flatnonzero(new))
+                        part.save(target / name)
+                        kept = part.keys
+                    tmp_keys = target / f".{name}.keys.tmp.npy"
+                    np.save(tmp_keys, kept)
+                    os.replace(tmp_keys, target / f"{name}.keys.npy")
+                    known = np.concatenate([known, kept])
+                    counts["shards"] += 1
+                    counts["graphs"] += len(kept)
+    return counts

@@ -183,20 +183,50 @@ class GraphStore:
         return CrystalGraph(arrays, self.parts)
 
     # ------------------------------------------------------------------ disk (no pickle)
-    def save(self, path: str | Path) -> None:
-        """Write atomically: a reader never sees a half-written file. ``parts`` records what it holds."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    def _payload(self) -> dict[str, np.ndarray]:
         payload = {"keys": self.keys, "parts": np.array(self.parts, dtype="S")}
         payload.update({f"{level}_ptr": ptr for level, ptr in self.ptrs.items()})
         payload.update(self.arrays)
-        np.savez(tmp, **payload)
-        os.replace(tmp, path)
+        return payload
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a reader never sees a half-written shard. ``parts`` records what it holds.
+
+        A path ending in ``.npz`` gets one zip of arrays (read whole); any other path a folder of
+        one ``.npy`` per array, which :meth:`load` can memory-map (``mmap=True``).
+        """
+        path = Path(path)
+        if path.suffix == ".npz":
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, **self._payload())
+            os.replace(tmp, path)
+            return
+        tmp_dir = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp_dir.mkdir(parents=True, exist_ok=False)
+        for name, array in self._payload().items():
+            np.save(tmp_dir / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
+        os.replace(tmp_dir, path)  # a folder appears whole or not at all
 
     @classmethod
-    def load(cls, path: str | Path) -> GraphStore:
-        """Read a shard; its parts must be registered. Shards written before the schema (no ``parts``)
-        always hold the line-graph arrays, empty when it was not built."""
+    def load(cls, path: str | Path, mmap: bool = False) -> GraphStore:
+        """Read a shard (a ``.npz`` file or a folder of ``.npy``); its parts must be registered.
+
+        ``mmap``: a folder's arrays are memory-mapped read-only instead of read: nothing is read
+        until a batch gathers its rows, the OS may drop the pages again, and processes mapping the
+        same shard share them. Shards written before the schema (no ``parts``) always hold the
+        line-graph arrays, empty when it was not built. Never unpickles.
+        """
+        path = Path(path)
+        if path.is_dir():
+            def read(name: str) -> np.ndarray:
+                return np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+
+            parts = schema.ordered_parts(tuple(p.decode() for p in np.load(path / "parts.npy", allow_pickle=False).tolist()))
+            fields = schema.fields_of(parts)
+            # keys and pointers are small and read on every lookup: always in memory
+            return cls(keys=np.load(path / "keys.npy", allow_pickle=False),
+                       ptrs={level: np.load(path / f"{level}_ptr.npy", allow_pickle=False) for level in _row_levels(fields)},
+                       arrays={f.name: read(f.name) for f in fields}, parts=parts)
         with np.load(path, allow_pickle=False) as data:
             if "parts" in data.files:
                 parts = tuple(p.decode() for p in data["parts"].tolist())

@@ -37,7 +37,7 @@ LAST = "last"
 BEST = "best"
 #: Settings that may differ between the interrupted and the resumed process: where and how fast
 #: it runs, not what it computes.
-HARDWARE_SETTINGS = ("threads", "num_workers", "accelerator", "devices", "strategy", "logger", "mlflow_uri")
+HARDWARE_SETTINGS = ("threads", "num_workers", "graph_store", "accelerator", "devices", "strategy", "logger", "mlflow_uri")
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:

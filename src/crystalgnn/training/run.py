@@ -91,7 +91,8 @@ def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache:
     graph = cfg.graph_inputs()
     # OFM atoms and descriptors both need a structure's Voronoi tessellation: one pass makes both
     together = DescriptorSettings() if cfg.model.descriptors and "ofm" in graph.addons and cache is not None else None
-    prepared = prepare(dataset, graph, cfg.features, cache, workers, progress, descriptors=together)
+    prepared = prepare(dataset, graph, cfg.features, cache, workers, progress, descriptors=together,
+                       store_mode=cfg.train.graph_store if cache is not None else "memory")
     if prepared.problems:
         if cfg.data.on_error == "raise":
             raise DatasetError(prepared.problems)
