@@ -4,7 +4,9 @@ Layout: ``<cache_dir>/graphs-<graph_key(GraphConfig)>/`` holds shards ``<name>.n
 :class:`GraphStore`) each with a small ``<name>.keys.npy`` beside it. A graph is found by its
 structure's content key (hash of the file bytes or of the in-memory structure) under the folder of
 its graph settings, so changing a setting or a file rebuilds only what changed. Loading is
-``np.load(allow_pickle=False)``: the cache never executes code.
+``np.load(allow_pickle=False)``: the cache never executes code. ``failed-<stamp>.npz`` files
+record the structures whose graph could not be built and why (keys, reasons): worker ranks of a
+multi-process job, which never build, read them to skip the same items rank 0 skipped.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from crystalgnn.graphs.crystal_graph import CrystalGraph, build_graph
 from crystalgnn.graphs.schema import addon_key, graph_key, parts_for
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
-from crystalgnn.paths import UNREADABLE, folder_lock, set_aside, write_settings
+from crystalgnn.paths import UNREADABLE, cache_is_read_only, folder_lock, read_when_ready, set_aside, write_settings
 from crystalgnn.structures.source import StructureSource
 
 
@@ -154,6 +156,32 @@ class GraphCache:
             np.save(tmp, shard.keys)
             os.replace(tmp, folder / f"{name}.keys.npy")  # keys last: a shard is visible only when complete
 
+    def add_failures(self, keys: Sequence[str], reasons: Sequence[str]) -> None:
+        """Record why the graphs of ``keys`` could not be built (``failed-<stamp>.npz``), so that a
+        worker rank, which never builds, knows which items rank 0 skipped and why."""
+        folder = self.folder
+        if folder is None or not len(keys):
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
+        tmp = folder / f".failed-{stamp}.tmp.npz"
+        np.savez(tmp, keys=np.array(list(keys), dtype="S64"), reasons=np.array(list(reasons), dtype=str))
+        os.replace(tmp, folder / f"failed-{stamp}.npz")
+
+    def failures(self) -> dict[bytes, str]:
+        """Recorded reasons of graphs that could not be built, by key (see :meth:`add_failures`)."""
+        folder = self.folder
+        found: dict[bytes, str] = {}
+        if folder is None or not folder.exists():
+            return found
+        for path in sorted(folder.glob("failed-*.npz")):
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    found.update(zip(data["keys"].tolist(), data["reasons"].tolist()))
+            except UNREADABLE:
+                continue  # a worker reads on; rank 0 rewrites what it still cannot build
+        return found
+
 
 def _collect(cfg: GraphConfig, ids: Sequence[str], keys: Sequence[str], missing: np.ndarray,
              built: Sequence[CrystalGraph | str]) -> tuple[GraphStore, list[int], list[Problem]]:
@@ -187,7 +215,9 @@ def build_graphs(
     in input order; ``problems`` names every item that could not be built and why.
     ``workers=0`` uses every core (``os.cpu_count()``); 1 builds in this process.
     Two processes filling the same cache folder take turns (:func:`crystalgnn.paths.folder_lock`):
-    the second waits, then reads what the first built instead of building it again.
+    the second waits, then reads what the first built instead of building it again. A worker rank
+    of a multi-process job (global rank > 0, :func:`crystalgnn.paths.cache_is_read_only`) never
+    writes: it waits until rank 0 has built (or recorded as unbuildable) every item, then reads.
 
     ``describe``: also compute the descriptors (:mod:`crystalgnn.descriptors`) of every structure
     whose graph is built here, in the same worker call right after its graph (sharing its Voronoi
@@ -197,6 +227,8 @@ def build_graphs(
     """
     cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None)
     keys = [s.key for s in sources]
+    if cache_is_read_only(cache.folder):
+        return _read_rank_zero_graphs(cache, ids, keys)
     with folder_lock(cache.folder, "the graph cache"):
         cached, hit = cache.lookup(keys)
         missing = np.flatnonzero(~hit)
@@ -211,6 +243,8 @@ def build_graphs(
                 _cache_descriptors(describe, cache_dir, [keys[i] for i in missing], [d for _, d in pairs])
         fresh, new_rows, problems = _collect(cfg, ids, keys, missing, built)
         cache.add(fresh)
+        failed = [(keys[row], result) for row, result in zip(missing, built) if isinstance(result, str)]
+        cache.add_failures([key for key, _ in failed], [reason for _, reason in failed])
 
     parts = parts_for(cfg)
     ok = hit.copy()
@@ -222,3 +256,22 @@ def build_graphs(
     merged = GraphStore.concat(stores)
     store = merged.take(np.argsort(rows, kind="stable"))
     return store, ok, problems
+
+
+def _read_rank_zero_graphs(cache: GraphCache, ids: Sequence[str], keys: Sequence[str]) -> tuple[GraphStore, np.ndarray, list[Problem]]:
+    """:func:`build_graphs` of a worker rank: rank 0's graphs and recorded failures, read once
+    every item has one or the other (:func:`crystalgnn.paths.read_when_ready`), so every rank
+    ends with the same items in the same order."""
+    assert cache.folder is not None
+
+    def look() -> tuple[tuple[GraphStore | None, np.ndarray, dict[bytes, str]], list[str]]:
+        cached, hit = cache.lookup(keys)
+        failed = cache.failures() if not hit.all() else {}
+        missing = [str(ids[i]) for i in np.flatnonzero(~hit) if str(keys[i]).encode() not in failed]
+        return (cached, hit, failed), missing
+
+    cached, hit, failed = read_when_ready(cache.folder, "the graph cache", look)
+    problems = [Problem(str(ids[i]), failed[str(keys[i]).encode()], stage="structure") for i in np.flatnonzero(~hit)]
+    if cached is None:
+        cached = GraphStore.from_graphs([], [], parts_for(cache.cfg))
+    return cached, hit, problems
