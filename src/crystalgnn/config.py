@@ -223,7 +223,11 @@ class TrainConfig:
     #: used whole and also validates (the best epoch is picked on it: UnconvBench's protocol).
     kfold_val_fraction: float = 0.1
     accelerator: str = "auto"
+    #: Devices (processes under DDP) per node.
     devices: int = 1
+    #: Machines of a multi-node DDP job (Lightning's ``num_nodes``): ``num_nodes × devices``
+    #: processes in all, launched by torchrun or SLURM's srun (README, Multi-node training).
+    num_nodes: int = 1
     strategy: str = "auto"
     num_workers: int = 0
     #: How training holds the graphs: "memory" (one in-memory store), "mmap" (a view over the
@@ -265,6 +269,8 @@ class TrainConfig:
     split_seed: int | None = None
 
     def __post_init__(self) -> None:
+        if self.num_nodes < 1:
+            raise ValueError(f"num_nodes must be >= 1 (machines of a multi-node run), got {self.num_nodes}")
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 (the number of members; 1: a single run), got {self.ensemble}")
         if self.scheduler == "noam":

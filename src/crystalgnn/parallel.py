@@ -50,3 +50,29 @@ def map_items(
                 results.append(func(item, *extra))
                 bar.update(1)
     return results
+
+
+def process_rank() -> int:
+    """This process's global rank in a multi-process (DDP) job, read from what its launcher set
+    before any process group exists; 0 for a process on its own.
+
+    torchrun (and anything using ``env://``) sets ``RANK``; SLURM's ``srun`` sets ``SLURM_PROCID``
+    (used when the step has several tasks and is not an interactive shell, as Lightning's
+    ``SLURMEnvironment`` decides); Lightning's own launcher (``--devices N`` without torchrun)
+    gives the processes it starts ``LOCAL_RANK`` and ``NODE_RANK``. The number is exact for
+    torchrun and SLURM; under Lightning's launcher only "0 or not" is (it is all callers need).
+    """
+    env = os.environ
+    if env.get("RANK", "").isdigit():
+        return int(env["RANK"])
+    if (env.get("SLURM_PROCID", "").isdigit() and int(env.get("SLURM_NTASKS", "1") or 1) > 1
+            and env.get("SLURM_JOB_NAME") not in ("bash", "interactive")):
+        return int(env["SLURM_PROCID"])
+    local, node = int(env.get("LOCAL_RANK", "0") or 0), int(env.get("NODE_RANK", "0") or 0)
+    return node * int(env.get("LOCAL_WORLD_SIZE", "1") or 1) + local if node else local
+
+
+def is_rank_zero() -> bool:
+    """Whether this process writes shared outputs (caches, the run directory): global rank 0,
+    or a process on its own."""
+    return process_rank() == 0

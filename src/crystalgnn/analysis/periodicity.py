@@ -241,7 +241,7 @@ def _comparable(cfg: RunConfig, source: str) -> dict[str, Any]:
     d["data"]["source"] = d["data"]["source"] or source
     d.pop("crystalgnn_version", None)
     d["model"].pop("n_targets", None)
-    for key in ("threads", "num_workers", "accelerator", "devices", "strategy"):
+    for key in ("threads", "num_workers", "accelerator", "devices", "num_nodes", "strategy"):
         d["train"].pop(key, None)
     return d
 

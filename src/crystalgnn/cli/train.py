@@ -85,7 +85,9 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--fold", type=int, help="test fold for --kfold (0)")
     o.add_argument("--kfold-seed", type=int, help="KFold seed (MatBench: 18012019)")
     o.add_argument("--accelerator", help="cpu, gpu or auto (default)")
-    o.add_argument("--devices", type=int, help="devices / processes (DDP when > 1)")
+    o.add_argument("--devices", type=int, help="devices / processes per node (DDP when > 1)")
+    o.add_argument("--num-nodes", type=int,
+                   help="machines of a multi-node DDP run, each started by torchrun or srun with --devices processes (1); see README")
     o.add_argument("--strategy", help="Lightning strategy, e.g. ddp (auto)")
     o.add_argument("--num-workers", type=int, help="DataLoader worker processes (0)")
     o.add_argument("--graph-store", choices=["auto", "memory", "mmap"],
@@ -143,8 +145,9 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
                       noam_warmup_epochs=args.noam_warmup_epochs, noam_initial_lr=args.noam_initial_lr, noam_final_lr=args.noam_final_lr,
                       early_stopping_patience=args.patience, max_minutes=args.max_minutes,
                       seed=args.seed, split_fractions=split_fractions(args.split), split_file=args.split_file, kfold=args.kfold, fold=args.fold,
-                      kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
-                      num_workers=args.num_workers, graph_store=args.graph_store, threads=args.threads, precision=args.precision, init_from=args.init_from,
+                      kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
+                      strategy=args.strategy, num_workers=args.num_workers, graph_store=args.graph_store, threads=args.threads,
+                      precision=args.precision, init_from=args.init_from,
                       freeze_encoder=args.freeze_encoder, deterministic=args.deterministic, logger=args.logger,
                       mlflow_uri=args.mlflow_uri, ensemble=args.ensemble, bootstrap=args.bootstrap),
     )

@@ -18,7 +18,7 @@ from crystalgnn.descriptors.bank import (
 from crystalgnn.descriptors.cache import DescriptorCache
 from crystalgnn.errors import Problem
 from crystalgnn.parallel import map_items
-from crystalgnn.paths import folder_lock, resolve_cache_dir
+from crystalgnn.paths import cache_is_read_only, folder_lock, read_when_ready, resolve_cache_dir
 from crystalgnn.structures.source import StructureSource
 
 
@@ -58,6 +58,11 @@ def compute_descriptors(
     reasons = np.full((n, d), "", dtype=object)
     keys = [s.key for s in sources]
     unreadable: dict[int, str] = {}
+    if cache_is_read_only(cache.folder):  # a worker rank: rank 0 computes, this process reads once all are there
+        assert cache.folder is not None
+        read_when_ready(cache.folder, "the descriptor cache",
+                        lambda: (None, [str(ids[i]) for i in np.flatnonzero(~cache.lookup(keys, values, reasons))]))
+        return _table(ids, values, reasons, unreadable)
     with folder_lock(cache.folder, "the descriptor cache"):  # two processes take turns, the second reads the first's
         hit = cache.lookup(keys, values, reasons)
         missing = np.flatnonzero(~hit)
@@ -74,8 +79,13 @@ def compute_descriptors(
                 new_rows.append(row)
         cache.add([keys[r] for r in new_rows], values[new_rows], reasons[new_rows].astype(str))
 
+    return _table(ids, values, reasons, unreadable)
+
+
+def _table(ids: Sequence[str], values: np.ndarray, reasons: np.ndarray, unreadable: dict[int, str]) -> DescriptorTable:
+    """The table of computed (or cached) rows, a problem per unreadable structure and NaN cell."""
     problems: list[Problem] = []
-    for row in range(n):
+    for row in range(len(ids)):
         if row in unreadable:
             problems.append(Problem(str(ids[row]), unreadable[row], stage="descriptors"))
             continue

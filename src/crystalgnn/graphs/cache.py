@@ -1,10 +1,14 @@
 """Build crystal graphs once, in parallel, and cache them on disk.
 
-Layout: ``<cache_dir>/graphs-<graph_key(GraphConfig)>/`` holds shards ``<name>.npz`` (a
-:class:`GraphStore`) each with a small ``<name>.keys.npy`` beside it. A graph is found by its
+Layout: ``<cache_dir>/graphs-<graph_key(GraphConfig)>/`` holds shards ``<name>/`` (a
+:class:`GraphStore` as one ``.npy`` per array, which training can memory-map:
+:mod:`crystalgnn.graphs.sharded`; caches written before that hold ``<name>.npz``, still read) each
+with a small ``<name>.keys.npy`` beside it, written last. A graph is found by its
 structure's content key (hash of the file bytes or of the in-memory structure) under the folder of
 its graph settings, so changing a setting or a file rebuilds only what changed. Loading is
-``np.load(allow_pickle=False)``: the cache never executes code.
+``np.load(allow_pickle=False)``: the cache never executes code. ``failed-<stamp>.npz`` files
+record the structures whose graph could not be built and why (keys, reasons): worker ranks of a
+multi-process job, which never build, read them to skip the same items rank 0 skipped.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from crystalgnn.graphs.schema import addon_key, graph_key, parts_for
 from crystalgnn.graphs.sharded import DEFAULT_MAX_OPEN, ShardedGraphStore, ShardIndex
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
-from crystalgnn.paths import UNREADABLE, folder_lock, set_aside, write_settings
+from crystalgnn.paths import UNREADABLE, cache_is_read_only, folder_lock, read_when_ready, set_aside, write_settings
 from crystalgnn.structures.source import StructureSource
 
 
@@ -195,6 +199,32 @@ class GraphCache:
             np.save(tmp, shard.keys)
             os.replace(tmp, folder / f"{name}.keys.npy")  # keys last: a shard is visible only when complete
 
+    def add_failures(self, keys: Sequence[str], reasons: Sequence[str]) -> None:
+        """Record why the graphs of ``keys`` could not be built (``failed-<stamp>.npz``), so that a
+        worker rank, which never builds, knows which items rank 0 skipped and why."""
+        folder = self.folder
+        if folder is None or not len(keys):
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.perf_counter_ns() % 10**9}"
+        tmp = folder / f".failed-{stamp}.tmp.npz"
+        np.savez(tmp, keys=np.array(list(keys), dtype="S64"), reasons=np.array(list(reasons), dtype=str))
+        os.replace(tmp, folder / f"failed-{stamp}.npz")
+
+    def failures(self) -> dict[bytes, str]:
+        """Recorded reasons of graphs that could not be built, by key (see :meth:`add_failures`)."""
+        folder = self.folder
+        found: dict[bytes, str] = {}
+        if folder is None or not folder.exists():
+            return found
+        for path in sorted(folder.glob("failed-*.npz")):
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    found.update(zip(data["keys"].tolist(), data["reasons"].tolist()))
+            except UNREADABLE:
+                continue  # a worker reads on; rank 0 rewrites what it still cannot build
+        return found
+
 
 def _collect(cfg: GraphConfig, ids: Sequence[str], keys: Sequence[str], missing: np.ndarray,
              built: Sequence[CrystalGraph | str]) -> tuple[GraphStore, list[int], list[Problem]]:
@@ -235,11 +265,12 @@ def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Seq
                 built = [graph for graph, _ in pairs]
                 _cache_descriptors(describe, cache_dir, [keys[i] for i in chunk], [d for _, d in pairs])
             store, chunk_rows, chunk_problems = _collect(cfg, ids, keys, chunk, built)
-            del built
             rows += chunk_rows
             problems += chunk_problems
             if cache.folder is not None:
                 cache.add(store)  # on disk; read back through the cache view
+                failed = [(keys[row], result) for row, result in zip(chunk, built) if isinstance(result, str)]
+                cache.add_failures([key for key, _ in failed], [reason for _, reason in failed])
             else:
                 fresh.append(store)
             bar.update(len(chunk))
@@ -277,7 +308,6 @@ def build_graphs(
     chunk_size: int = 32,
     describe: DescriptorSettings | None = None,
     store: str = "memory",
-    read_only: bool = False,
     shard_size: int = 4096,
 ) -> tuple[GraphStore | ShardedGraphStore, np.ndarray, list[Problem]]:
     """Graphs for ``sources``, from the cache where possible, built in parallel otherwise.
@@ -286,15 +316,16 @@ def build_graphs(
     in input order; ``problems`` names every item that could not be built and why.
     ``workers=0`` uses every core (``os.cpu_count()``); 1 builds in this process.
     Two processes filling the same cache folder take turns (:func:`crystalgnn.paths.folder_lock`):
-    the second waits, then reads what the first built instead of building it again.
+    the second waits, then reads what the first built instead of building it again. A worker rank
+    of a multi-process job (global rank > 0, :func:`crystalgnn.paths.cache_is_read_only`) never
+    writes: it waits until rank 0 has built (or recorded as unbuildable) every item, then reads.
 
     With a cache folder, building streams: ``GraphCache.shard_size`` crystals are built, written
     as a shard and dropped before the next ones, so building never holds more than one shard's
     graphs. ``store``: ``"memory"`` returns one in-memory :class:`GraphStore`; ``"mmap"`` a
     :class:`~crystalgnn.graphs.sharded.ShardedGraphStore` over the memory-mapped shards (needs a
     cache folder); ``"auto"`` picks by size (:func:`choose_store_mode`). Both hold the same numbers.
-    ``read_only``: never write the cache (a DDP worker reading what rank 0 built); an item not
-    cached is then built in memory. ``shard_size``: crystals per shard written.
+    ``shard_size``: crystals per shard written.
 
     ``describe``: also compute the descriptors (:mod:`crystalgnn.descriptors`) of every structure
     whose graph is built here, in the same worker call right after its graph (sharing its Voronoi
@@ -304,18 +335,19 @@ def build_graphs(
     """
     cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None, shard_size)
     keys = [s.key for s in sources]
-    writer = cache if not read_only else GraphCache(cfg, None, cache.shard_size)
-    with folder_lock(cache.folder if not read_only else None, "the graph cache"):
+    if cache_is_read_only(cache.folder):
+        return _read_rank_zero_graphs(cache, ids, keys, store)
+    with folder_lock(cache.folder, "the graph cache"):
         _, hit = cache.view(keys)  # reads each shard's index: an unreadable one is set aside and rebuilt
         missing = np.flatnonzero(~hit)
-        fresh, new_rows, problems = _build(writer, cfg, ids, sources, keys, missing, workers, progress, chunk_size,
-                                           describe, cache_dir if not read_only else None)
+        fresh, new_rows, problems = _build(cache, cfg, ids, sources, keys, missing, workers, progress, chunk_size,
+                                           describe, cache_dir)
     built_rows = np.asarray(new_rows, dtype=np.int64)
     view, hit = cache.view(keys) if cache.folder is not None else (None, np.zeros(len(keys), dtype=bool))
     ok = hit.copy()
     ok[built_rows] = True
     parts = parts_for(cfg)
-    if fresh:  # built in memory (no cache folder, or read-only): merge with what the cache had
+    if fresh:  # built in memory (no cache folder): merge with what the cache had
         cached = [view.materialize()] if view is not None else []
         rows = np.concatenate([np.flatnonzero(hit), built_rows[~hit[built_rows]]])
         merged = GraphStore.concat(cached + fresh)
@@ -377,3 +409,23 @@ def merge_caches(destination: str | Path, sources: Sequence[str | Path]) -> dict
                     counts["shards"] += 1
                     counts["graphs"] += len(kept)
     return counts
+
+
+def _read_rank_zero_graphs(cache: GraphCache, ids: Sequence[str], keys: Sequence[str],
+                           store: str) -> tuple[GraphStore | ShardedGraphStore, np.ndarray, list[Problem]]:
+    """:func:`build_graphs` of a worker rank: rank 0's graphs and recorded failures, read once
+    every item has one or the other (:func:`crystalgnn.paths.read_when_ready`), so every rank
+    ends with the same items in the same order; held as ``store`` says."""
+    assert cache.folder is not None
+
+    def look() -> tuple[tuple[ShardedGraphStore | None, np.ndarray, dict[bytes, str]], list[str]]:
+        view, hit = cache.view(keys)
+        failed = cache.failures() if not hit.all() else {}
+        missing = [str(ids[i]) for i in np.flatnonzero(~hit) if str(keys[i]).encode() not in failed]
+        return (view, hit, failed), missing
+
+    view, hit, failed = read_when_ready(cache.folder, "the graph cache", look)
+    problems = [Problem(str(ids[i]), failed[str(keys[i]).encode()], stage="structure") for i in np.flatnonzero(~hit)]
+    if view is None:
+        return GraphStore.from_graphs([], [], parts_for(cache.cfg)), hit, problems
+    return (view if choose_store_mode(store, _shard_bytes(view)) == "mmap" else view.materialize()), hit, problems

@@ -20,6 +20,15 @@ from crystalgnn.models import build_model
 from crystalgnn.training.objectives import ModelWithObjective, Objective, make_objective
 
 
+def _count(batch: Data) -> float:
+    """The crystals of ``batch`` as the weight of its logged means. A float: Lightning sums each
+    rank's weighted values and counts, then averages both over ranks (``sync_dist``), and gloo
+    averages an integer count with integer division (9 crystals on 2 ranks counted as 8); a
+    float count keeps the epoch mean the exact per-crystal mean over all ranks (and changes
+    nothing in one process: counts are exact in float32 up to 2**24)."""
+    return float(batch.num_graphs)
+
+
 class CrystalModule(ModelWithObjective, L.LightningModule):
     """``model`` (batch, extra) → ReadoutOutput, trained on ``objective`` with ``train`` settings.
 
@@ -42,12 +51,12 @@ class CrystalModule(ModelWithObjective, L.LightningModule):
             # Stop at the first bad batch: every later step would only spread NaN through the weights.
             index = batch.graph_index.tolist() if hasattr(batch, "graph_index") else []
             raise NonFiniteLossError(float(loss), int(self.current_epoch), batch_idx, index)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=int(batch.num_graphs), sync_dist=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=_count(batch), sync_dist=True)
         return loss
 
     def validation_step(self, batch: Data, batch_idx: int) -> None:
         out = self(batch).prediction
-        size = int(batch.num_graphs)
+        size = _count(batch)
         self.log("val_loss", self.objective.loss(out, batch), batch_size=size, sync_dist=True, prog_bar=not self.is_classification)
         for name, value in self.objective.validation_metrics(out, batch).items():
             self.log(name, value, batch_size=size, sync_dist=True, prog_bar=True)

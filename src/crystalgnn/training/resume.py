@@ -11,9 +11,11 @@ Random state: the training order of each epoch is drawn from torch's global gene
 epoch's loader starts, as ``DataLoader(shuffle=True)`` does. The state saved at the end of epoch
 k is handed to the training sampler (:class:`~crystalgnn.data.prepared.ShuffleSampler`), which
 sets it just before it draws epoch k + 1's order — after the one draw the loader makes first for
-its worker seed, which is replayed. Under DDP Lightning replaces the sampler by a
-``DistributedSampler`` whose order depends on the epoch alone; there only dropout's randomness
-is not restored.
+its worker seed, which is replayed. A run of several processes (DDP) draws each epoch's order
+from the seed and the epoch alone (:mod:`crystalgnn.data.distributed`), so resumed with the same
+number of processes it replays the same orders and global batches; only dropout's randomness is
+not restored there (each rank draws its own). Every rank checks at the start of training that
+all ranks prepared the same items and split (their data fingerprints agree).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ LAST = "last"
 BEST = "best"
 #: Settings that may differ between the interrupted and the resumed process: where and how fast
 #: it runs, not what it computes.
-HARDWARE_SETTINGS = ("threads", "num_workers", "graph_store", "accelerator", "devices", "strategy", "logger", "mlflow_uri")
+HARDWARE_SETTINGS = ("threads", "num_workers", "graph_store", "accelerator", "devices", "num_nodes", "strategy", "logger", "mlflow_uri")
 
 
 def last_checkpoint(run_dir: str | Path) -> Path:
@@ -58,9 +60,22 @@ class ResumeState(L.Callback):
     """Saves torch's random state and the data fingerprint with each checkpoint; on resume checks
     the fingerprint and rewinds the training sampler to the saved state."""
 
-    def __init__(self, fingerprint: str, sampler: ShuffleSampler | None = None) -> None:
+    def __init__(self, fingerprint: str, sampler: object | None = None) -> None:
         self.fingerprint = fingerprint
-        self.sampler = sampler
+        # only a ShuffleSampler draws from the global random state; a distributed order needs no rewind
+        self.sampler = sampler if isinstance(sampler, ShuffleSampler) else None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Under DDP: stop every rank, with the reason, when the ranks prepared other items or
+        splits (other data on a node, a cache entry one rank read and another did not): their
+        positions would name other crystals and the epoch would not be every crystal once."""
+        if trainer.world_size <= 1:
+            return
+        same = trainer.strategy.broadcast(self.fingerprint, src=0) == self.fingerprint
+        if not trainer.strategy.reduce_boolean_decision(same, all=True):
+            raise RuntimeError(f"rank {trainer.global_rank}: the processes of this run prepared different items or splits "
+                               f"(data fingerprint {self.fingerprint[:12]}{'' if same else ' differs from rank 0'}); give every node "
+                               "the same data and a shared cache folder")
 
     @property
     def state_key(self) -> str:

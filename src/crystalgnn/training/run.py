@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 
 from crystalgnn.config import BLEND_HYBRIDS, FOREST_HYBRIDS, FOREST_INPUT_HYBRIDS, RunConfig
+from crystalgnn.data.distributed import make_distributed_loader
 from crystalgnn.data.prepared import PreparedData, attach_descriptors, finalize_config, make_loader, prepare
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.data.splits import Split, make_split
@@ -49,6 +51,7 @@ from crystalgnn.errors import DatasetError, NonFiniteLossError, write_problems
 from crystalgnn.io.resolve import resolve_dataset
 from crystalgnn.models import crystal_input_width
 from crystalgnn.models.blocks import MAX_Z, AtomFeatures
+from crystalgnn.parallel import is_rank_zero
 from crystalgnn.paths import resolve_cache_dir
 from crystalgnn.reports.outputs import TrainResult, write_calibration, write_metrics, write_outputs
 from crystalgnn.reports.plots import learning_curve_plot
@@ -68,7 +71,15 @@ from crystalgnn.training.resume import (
     read_metrics_history,
     saved_config,
 )
-from crystalgnn.training.trainer import STOP_REASONS, make_trainer, quiet_lightning, set_threads, stop_report
+from crystalgnn.training.trainer import (
+    STOP_REASONS,
+    SeenCrystals,
+    make_trainer,
+    quiet_lightning,
+    runs_several_processes,
+    set_threads,
+    stop_report,
+)
 
 log = logging.getLogger("crystalgnn")
 
@@ -96,7 +107,8 @@ def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache:
     if prepared.problems:
         if cfg.data.on_error == "raise":
             raise DatasetError(prepared.problems)
-        write_problems(prepared.problems, run_dir / "skipped.csv")
+        if is_rank_zero():
+            write_problems(prepared.problems, run_dir / "skipped.csv")
         log.warning("skipped %d item(s); see %s", len(prepared.problems), run_dir / "skipped.csv")
     if len(prepared) < 3:
         why = f"; {len(prepared.problems)} item(s) were skipped, e.g. {prepared.problems[0]}" if prepared.problems else ""
@@ -108,7 +120,8 @@ def _prepare_data(dataset: CrystalDataset, cfg: RunConfig, run_dir: Path, cache:
             raise ValueError("descriptors join the pooled crystal vector; use --pooling mean or sum with them")
         descriptor_problems = attach_descriptors(prepared, dataset, cfg.model.descriptors, cache, workers, progress)
         if descriptor_problems:
-            write_problems(descriptor_problems, run_dir / "descriptor_problems.csv")
+            if is_rank_zero():
+                write_problems(descriptor_problems, run_dir / "descriptor_problems.csv")
             log.warning("%d descriptor value(s) could not be computed and are read as the training mean; see %s",
                         len(descriptor_problems), run_dir / "descriptor_problems.csv")
     if cfg.data.per_atom and cfg.model.task == "classification":
@@ -154,7 +167,8 @@ def _fit_residual_base(prepared: PreparedData, cfg: RunConfig, split: Split, run
     forest, prepared.base, base_for_all = fit_base_forest(
         prepared.extra, prepared.targets, prepared.store.num_atoms, split["train"], cfg.data.per_atom, cfg.train.seed,
         threads=cfg.train.threads)
-    save_forest(forest, run_dir)
+    if is_rank_zero():  # every rank fits the same seeded forest; one writes it
+        save_forest(forest, run_dir)
     return base_for_all
 
 
@@ -267,9 +281,9 @@ def _train_ensemble(data: Any, run_dir: Path, cfg: RunConfig, cache: Any, worker
     ensemble's predictions, metrics and calibration (see :mod:`crystalgnn.training.ensemble`)."""
     started = time.perf_counter()
     n = cfg.train.ensemble
-    if cfg.train.devices > 1:
+    if cfg.train.devices > 1 or cfg.train.num_nodes > 1:
         raise ValueError(f"an ensemble trains its members one after the other on one device; drop devices={cfg.train.devices} "
-                         "(CLI --devices), or train the members as separate runs")
+                         f"and num_nodes={cfg.train.num_nodes} (CLI --devices, --num-nodes), or train the members as separate runs")
     if resume and (run_dir / "metrics.json").exists():
         raise ValueError(f"--resume {run_dir}: that ensemble has finished (metrics.json exists); nothing to resume")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -360,8 +374,9 @@ def train(
     cfg.check()
     if cfg.train.deterministic and cfg.train.threads > 1:
         raise ValueError(f"a deterministic run uses one CPU thread; drop threads={cfg.train.threads} (CLI --threads) or --deterministic")
+    writer = is_rank_zero()  # under DDP rank 0 alone writes the run directory (Lightning's checkpoints and logs too)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:  # a finished run's metrics.json would make a new run here look finished if it stopped early
+    if not resume and writer:  # a finished run's metrics.json would make a new run here look finished if it stopped early
         (run_dir / "metrics.json").unlink(missing_ok=True)
     set_threads(cfg.train.threads, cfg.train.deterministic)
     quiet_lightning()
@@ -379,20 +394,27 @@ def train(
         raise ValueError(f"the split leaves {len(split['train'])} training and {len(split['val'])} validation items")
     fingerprint = data_fingerprint(prepared, split)
     resumed_epoch = _check_resumable(run_dir, cfg, fingerprint) if resume else None
-    cfg.save(run_dir / "config.json")
+    if writer:
+        cfg.save(run_dir / "config.json")
     base_for_all = _fit_residual_base(prepared, cfg, split, run_dir) if cfg.model.hybrid in FOREST_HYBRIDS else None
 
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     module = _initial_module(cfg, prepared, split)
     imputed = [e for m in module.model.modules() if isinstance(m, AtomFeatures) for e in m.imputed]
-    if imputed:
+    if imputed and writer:
         write_imputed_elements(imputed, run_dir / "imputed_elements.csv")
     t = cfg.train
     train_rows = bootstrap_rows(split["train"], t.seed) if t.bootstrap else split["train"]
-    train_loader = make_loader(prepared, train_rows, t.batch_size, shuffle=True, num_workers=t.num_workers)
-    val_loader = make_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
+    several = runs_several_processes(t)
+    if several:  # each epoch split over the ranks, every crystal once, orders from (seed, epoch)
+        train_loader = make_distributed_loader(prepared, train_rows, t.batch_size, shuffle=True, seed=t.seed, num_workers=t.num_workers)
+        val_loader = make_distributed_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
+    else:
+        train_loader = make_loader(prepared, train_rows, t.batch_size, shuffle=True, num_workers=t.num_workers)
+        val_loader = make_loader(prepared, split["val"], t.batch_size, num_workers=t.num_workers)
     state = ResumeState(fingerprint, train_loader.batch_sampler.sampler)  # type: ignore[union-attr]
-    run = make_trainer(t, run_dir, module.objective.monitor, progress, [state, *(callbacks or [])])
+    extra = [SeenCrystals(os.environ["CRYSTALGNN_SEEN_LOG"], prepared.ids)] if os.environ.get("CRYSTALGNN_SEEN_LOG") else []
+    run = make_trainer(t, run_dir, module.objective.monitor, progress, [state, *extra, *(callbacks or [])], own_samplers=several)
     metrics_csv = run_dir / "logs" / "metrics.csv"
     history = read_metrics_history(metrics_csv, resumed_epoch) if resumed_epoch is not None else []
     with warnings.catch_warnings():

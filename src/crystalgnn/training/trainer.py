@@ -150,10 +150,40 @@ def loggers(t: TrainConfig, run_dir: Path) -> list:
     return chosen
 
 
+def runs_several_processes(t: TrainConfig) -> bool:
+    """Whether the run may train in several processes (DDP): more than one device or node, a
+    distributed strategy, or a launcher (torchrun, srun) that started several. Its loaders then
+    split each epoch themselves (:mod:`crystalgnn.data.distributed`); with one process after all
+    they give every crystal to it (orders drawn from seed and epoch). ``--strategy ddp --devices
+    1`` is thus the one-process run whose global batches a DDP run of batch size B per rank on
+    W ranks reproduces with batch size B × W."""
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
+    distributed = t.strategy.startswith(("ddp", "fsdp", "deepspeed"))
+    return t.devices != 1 or t.num_nodes > 1 or distributed or launched
+
+
+class SeenCrystals(L.Callback):
+    """Debug log of what each rank trains on: with ``$CRYSTALGNN_SEEN_LOG=PATH`` every training
+    batch appends a line ``epoch<TAB>rank<TAB>id,id,...`` to ``PATH.rank<r>`` (tests check with it
+    that the ranks together see every training crystal exactly once per epoch)."""
+
+    def __init__(self, path: str, ids: list[str]) -> None:
+        self.path = path
+        self.ids = ids
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        rank = trainer.global_rank
+        names = ",".join(self.ids[int(i)] for i in batch.graph_index.tolist())
+        with open(f"{self.path}.rank{rank}", "a") as fh:
+            fh.write(f"{trainer.current_epoch}\t{rank}\t{names}\n")
+
+
 def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progress: bool,
-                 callbacks: list[L.Callback] | None = None) -> RunTrainer:
+                 callbacks: list[L.Callback] | None = None, own_samplers: bool = False) -> RunTrainer:
     """Trainer for ``t``. Two checkpoints in ``run_dir/checkpoints``: ``best`` (weights of the best
-    epoch on ``monitor``) and ``last`` (the whole training state of the latest epoch, for resume)."""
+    epoch on ``monitor``) and ``last`` (the whole training state of the latest epoch, for resume).
+    ``own_samplers``: the loaders split the epoch over the ranks themselves, so Lightning must not
+    wrap them in its (padding) ``DistributedSampler``."""
     name, mode = monitor
     best = ModelCheckpoint(dirpath=run_dir / CHECKPOINTS, filename=BEST, monitor=name, mode=mode, save_weights_only=True)
     last = ModelCheckpoint(dirpath=run_dir / CHECKPOINTS, filename=LAST, monitor=None, save_top_k=1, enable_version_counter=False)
@@ -175,7 +205,9 @@ def make_trainer(t: TrainConfig, run_dir: Path, monitor: tuple[str, str], progre
             max_time={"minutes": t.max_minutes} if t.max_minutes > 0 else None,
             accelerator=t.accelerator,
             devices=t.devices,
+            num_nodes=t.num_nodes,
             strategy=t.strategy,
+            use_distributed_sampler=not own_samplers,
             precision=t.precision,
             callbacks=all_callbacks,
             logger=loggers(t, run_dir),
