@@ -50,6 +50,7 @@ def test_the_view_reads_what_the_in_memory_store_holds(built):
     for _ in range(5):  # batches across shards, in any order
         idx = rng.choice(80, size=17, replace=False)
         _same_batches(view.collate(idx, data.targets[idx]), memory.collate(idx, data.targets[idx]))
+    _same_batches(view.collate(np.arange(10, 20)), memory.collate(np.arange(10, 20)))  # within one shard
     sub = view.take([5, 61, 12])
     np.testing.assert_array_equal(sub.graph(1).edge_distances, memory.graph(61).edge_distances)
     _same_batches(sub.collate([2, 0]), memory.take([5, 61, 12]).collate([2, 0]))

@@ -30,7 +30,7 @@ from torch_geometric.data import Data
 from crystalgnn.graphs import schema
 from crystalgnn.graphs.crystal_graph import CrystalGraph
 from crystalgnn.graphs.schema import Field
-from crystalgnn.graphs.store import GraphStore, _pointer, _ranges, _row_levels
+from crystalgnn.graphs.store import CollatePlan, GraphStore, _pointer, _ranges, _row_levels, assemble_batch, collate_plan
 
 #: Shards mapped at once per process: a shuffled epoch's window (see
 #: :class:`crystalgnn.data.prepared.ShardShuffleSampler`) plus the validation loader's shard.
@@ -184,12 +184,50 @@ class ShardedGraphStore:
         placed = np.concatenate([positions for _, positions in groups])
         return merged.take(np.argsort(placed, kind="stable"))
 
+    @property
+    def _collate_plan(self) -> CollatePlan:
+        if "plan" not in self._gathered:
+            def has_rows(part: str) -> bool:
+                return part in self.parts and any(
+                    len(self) > 0 if f.level == "graph" else self.num_rows(f.level).sum() > 0 for f in schema.part_fields(part))
+
+            self._gathered["plan"] = collate_plan(self.parts, has_rows, self.levels)
+        return self._gathered["plan"]
+
     def collate(self, indices: Sequence[int] | np.ndarray, targets: np.ndarray | None = None) -> Data:
-        """As :meth:`GraphStore.collate` (``graph_index`` numbers graphs of this view)."""
+        """As :meth:`GraphStore.collate` (``graph_index`` numbers graphs of this view): each field's
+        rows are gathered from the mapped shards straight into the batch, one copy."""
         idx = np.asarray(indices, dtype=np.int64)
-        batch = self._gather(idx).collate(np.arange(len(idx)), targets)
-        batch.graph_index = batch.graph_index.new_tensor(idx)
-        return batch
+        shard_of, rows = self.shard[idx], self.row[idx]
+        plan = self._collate_plan
+        if len(idx) and (shard_of == shard_of[0]).all() and self._store(int(shard_of[0]))._collate_plan == plan:
+            batch = self._store(int(shard_of[0])).collate(rows, targets)  # one shard: its own collate
+            batch.graph_index = batch.graph_index.new_tensor(idx)
+            return batch
+        counts = {level: self.num_rows(level)[idx] for level in plan.levels}
+        batch_ptr = {level: _pointer(c) for level, c in counts.items()}
+        groups = [(int(s), np.flatnonzero(shard_of == s)) for s in np.unique(shard_of)]
+        stores = {s: self._store(s) for s, _ in groups}
+
+        def rows_of(f: Field) -> np.ndarray:
+            if f.level == "graph":
+                out = np.empty((len(idx), *f.shape), dtype=f.dtype)
+                for s, positions in groups:
+                    out[positions] = stores[s].arrays[f.name][rows[positions]]
+                return out
+            total = int(batch_ptr[f.level][-1])
+            out = np.empty((total, *f.shape) if f.row_axis == 0 else (*f.shape, total), dtype=f.dtype)
+            for s, positions in groups:
+                n = counts[f.level][positions]
+                src = _ranges(stores[s].ptrs[f.level][rows[positions]], n)
+                dst = _ranges(batch_ptr[f.level][positions], n)
+                if f.row_axis == 0:
+                    out[dst] = stores[s].arrays[f.name][src]
+                else:
+                    out[..., dst] = stores[s].arrays[f.name][..., src]
+            return out
+
+        return assemble_batch(plan, idx, counts, rows_of, targets)
 
     def graph(self, i: int) -> CrystalGraph:
         return self._store(int(self.shard[i])).graph(int(self.row[i]))
@@ -201,7 +239,7 @@ class ShardedGraphStore:
         store = self._gather(np.arange(len(self)))
         # a whole shard in order comes back as the mapped shard itself: copy it, so that nothing
         # in memory still reads a file the cache may later set aside or prune
-        arrays = {name: np.array(a) if isinstance(a, np.memmap) else a for name, a in store.arrays.items()}
+        arrays = {name: a if a.flags.owndata else np.array(a) for name, a in store.arrays.items()}
         return GraphStore(keys=store.keys, ptrs=store.ptrs, arrays=arrays, parts=store.parts)
 
     def __getattr__(self, name: str) -> np.ndarray:

@@ -12,7 +12,7 @@ no edit when an add-on is registered.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -219,7 +219,9 @@ class GraphStore:
         path = Path(path)
         if path.is_dir():
             def read(name: str) -> np.ndarray:
-                return np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                array = np.load(path / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                # a plain ndarray over the map: indexing a np.memmap costs a subclass round trip per call
+                return array.view(np.ndarray) if mmap else array
 
             parts = schema.ordered_parts(tuple(p.decode() for p in np.load(path / "parts.npy", allow_pickle=False).tolist()))
             fields = schema.fields_of(parts)
@@ -239,18 +241,8 @@ class GraphStore:
 
     # ------------------------------------------------------------------ batching
     @cached_property
-    def _collate_plan(self) -> tuple[tuple[Field, ...], tuple[Field, ...], tuple[str, ...], tuple[str, ...]]:
-        """What ``collate`` gathers, worked out once per store: the atom graph's collated fields, those
-        of the add-ons with any row here (in part order), the row levels to select and the levels whose
-        batch pointers index fields (and the ``batch`` vector) need."""
-        atom = tuple(f for f in schema.part_fields(ATOM_GRAPH) if f.batch_name is not None)
-        extra = tuple(f for part in self.parts[1:] if self._has_rows(part)
-                      for f in schema.part_fields(part) if f.batch_name is not None)
-        fields = atom + extra
-        needed = {"node", *(f.level for f in fields), *(f.index_of for f in fields if f.index_of is not None)}
-        levels = tuple(level for level in self.ptrs if level in needed)
-        offsets = tuple(level for level in levels if level == "node" or any(f.index_of == level for f in fields))
-        return atom, extra, levels, offsets
+    def _collate_plan(self) -> CollatePlan:
+        return collate_plan(self.parts, self._has_rows, tuple(self.ptrs))
 
     def collate(self, indices: Sequence[int] | np.ndarray, targets: np.ndarray | None = None) -> Data:
         """One PyG ``Data`` batch of graphs ``indices`` (global node numbering, ``batch`` vector).
@@ -261,35 +253,65 @@ class GraphStore:
         then each add-on's fields under their batch names (index fields offset to the batch's rows,
         graph-level fields (B, ...)). Add-ons a store holds no row of are left out, as the line graph.
         """
-        atom_fields, addon_fields, levels, offset_levels = self._collate_plan
+        plan = self._collate_plan
         idx = np.asarray(indices, dtype=np.int64)
         counts: dict[str, np.ndarray] = {}
         sel: dict[str, np.ndarray] = {"graph": idx}
-        for level in levels:
+        for level in plan.levels:
             start = self.ptrs[level][idx]
             counts[level] = self.ptrs[level][idx + 1] - start
             sel[level] = _ranges(start, counts[level])
-        ptr = {level: _pointer(counts[level]) for level in offset_levels}
+        return assemble_batch(plan, idx, counts, lambda f: _rows(self.arrays[f.name], sel[f.level], f), targets)
 
-        def value(f: Field) -> torch.Tensor:
-            v = _rows(self.arrays[f.name], sel[f.level], f)
-            if f.batch_dtype is not None and v.dtype != f.batch_dtype:
-                v = v.astype(f.batch_dtype)
-            if f.index_of is not None:  # local row numbers -> numbers in the batch
-                v = v + np.repeat(ptr[f.index_of][:-1], counts[f.level])
-            return torch.from_numpy(v)
 
-        atoms = ptr["node"]
-        batch = Data(
-            **{f.batch_name: value(f) for f in atom_fields},
-            batch=torch.from_numpy(np.repeat(np.arange(len(idx)), counts["node"])),
-            ptr=torch.from_numpy(atoms),
-            num_nodes=int(atoms[-1]),
-        )
-        for f in addon_fields:
-            setattr(batch, f.batch_name, value(f))
-        batch.num_graphs = len(idx)
-        batch.graph_index = torch.from_numpy(idx)
-        if targets is not None:
-            batch.y = torch.as_tensor(targets, dtype=torch.float32)
-        return batch
+@dataclass(frozen=True)
+class CollatePlan:
+    """What a collate gathers, worked out once per store: the atom graph's collated fields, those of
+    the add-ons with any row (in part order), the row levels to select, and the levels whose batch
+    pointers index fields (and the ``batch`` vector) need."""
+
+    atom_fields: tuple[Field, ...]
+    addon_fields: tuple[Field, ...]
+    levels: tuple[str, ...]
+    offset_levels: tuple[str, ...]
+
+
+def collate_plan(parts: Sequence[str], has_rows: Callable[[str], bool], held_levels: Sequence[str]) -> CollatePlan:
+    """The :class:`CollatePlan` of a store of ``parts`` (``has_rows(part)``: any row of it held)."""
+    atom = tuple(f for f in schema.part_fields(ATOM_GRAPH) if f.batch_name is not None)
+    extra = tuple(f for part in parts[1:] if has_rows(part) for f in schema.part_fields(part) if f.batch_name is not None)
+    fields = atom + extra
+    needed = {"node", *(f.level for f in fields), *(f.index_of for f in fields if f.index_of is not None)}
+    levels = tuple(level for level in held_levels if level in needed)
+    offsets = tuple(level for level in levels if level == "node" or any(f.index_of == level for f in fields))
+    return CollatePlan(atom, extra, levels, offsets)
+
+
+def assemble_batch(plan: CollatePlan, idx: np.ndarray, counts: dict[str, np.ndarray], rows_of: Callable[[Field], np.ndarray],
+                   targets: np.ndarray | None) -> Data:
+    """The batch of graphs ``idx`` (see :meth:`GraphStore.collate`): ``counts`` their rows per level,
+    ``rows_of(f)`` the rows of field ``f`` of those graphs, back to back in ``idx`` order."""
+    ptr = {level: _pointer(counts[level]) for level in plan.offset_levels}
+
+    def value(f: Field) -> torch.Tensor:
+        v = rows_of(f)
+        if f.batch_dtype is not None and v.dtype != f.batch_dtype:
+            v = v.astype(f.batch_dtype)
+        if f.index_of is not None:  # local row numbers -> numbers in the batch
+            v = v + np.repeat(ptr[f.index_of][:-1], counts[f.level])
+        return torch.from_numpy(np.ascontiguousarray(v))
+
+    atoms = ptr["node"]
+    batch = Data(
+        **{f.batch_name: value(f) for f in plan.atom_fields},
+        batch=torch.from_numpy(np.repeat(np.arange(len(idx)), counts["node"])),
+        ptr=torch.from_numpy(atoms),
+        num_nodes=int(atoms[-1]),
+    )
+    for f in plan.addon_fields:
+        setattr(batch, f.batch_name, value(f))
+    batch.num_graphs = len(idx)
+    batch.graph_index = torch.from_numpy(idx)
+    if targets is not None:
+        batch.y = torch.as_tensor(targets, dtype=torch.float32)
+    return batch

@@ -97,8 +97,15 @@ class _DirIndex:
     def exists(self, item_id: str) -> bool:
         return not isinstance(self.find(item_id), list)
 
-    def find_many(self, item_ids: Iterable[str]) -> dict[str, tuple[str, str, bytes] | list[str]]:
-        return {i: self.find(i) for i in dict.fromkeys(i for i in item_ids if i)}
+    def find_many(self, item_ids: Iterable[str]) -> dict[str, tuple[str, str, str, bool] | list[str]]:
+        """Per id: (path, fmt, content key, blank) of its file, or the paths tried. Each file is
+        hashed as it is read and its bytes dropped, so a folder of millions of CIFs is never in
+        memory at once."""
+        found: dict[str, tuple[str, str, str, bool] | list[str]] = {}
+        for i in dict.fromkeys(i for i in item_ids if i):
+            hit = self.find(i)
+            found[i] = hit if isinstance(hit, list) else (hit[0], hit[1], bytes_key(hit[2]), not hit[2].strip())
+        return found
 
 
 def _file_source(item_id: str, found: Any, col: _Collector) -> StructureSource | None:
@@ -106,11 +113,11 @@ def _file_source(item_id: str, found: Any, col: _Collector) -> StructureSource |
         shown = ", ".join(str(p) for p in found[:8]) + (f", ... ({len(found)} paths)" if len(found) > 8 else "")
         col.problem(item_id, f"structure file not found; tried {shown}")
         return None
-    path, fmt, data = found
-    if not data.strip():
+    path, fmt, key, blank = found
+    if blank:
         col.problem(item_id, f"structure file {path} is empty")
         return None
-    return StructureSource(key=bytes_key(data), path=path, fmt=fmt)
+    return StructureSource(key=key, path=path, fmt=fmt)
 
 
 def _read_rows(path: Path) -> list[tuple[int, list[str]]]:

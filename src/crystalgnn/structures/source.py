@@ -16,7 +16,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 
-@dataclass
+@dataclass(slots=True)  # slots: a dataset of millions of items keeps one small object per item
 class StructureSource:
     """A structure that has not necessarily been parsed yet.
 
