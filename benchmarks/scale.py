@@ -10,16 +10,16 @@ the base's formation energy per atom + 2 eV × (s − 1), so the new labels foll
 One folder holds the largest size (``id_prop.csv`` + CIFs, ~1.4 kB each); a size ``n`` reads its
 first ``n`` rows. It is written once and reused (``--work``, default ``~/.cache/crystalgnn/scale``).
 
-Each measurement runs in a fresh process (``--child``), so peak RSS (``ru_maxrss``) is its own:
+Each measurement runs in a fresh process (``--child``), so peak RSS (``VmHWM``) is its own:
 
 * ``build``: ``load_dataset`` (reads and hashes every CIF) + ``build_graphs`` into an empty cache
   of that size (``cache-<n>``), CGCNN's graph (8 Å, 12 neighbours), ``--workers`` processes,
   ``store="mmap"``. Reported: read and build seconds, peak RSS of the process and of its worker
   processes (``RUSAGE_CHILDREN``: the largest of them), the store's bytes on disk.
 * ``epoch``: the same data from the warm cache through ``prepare(store_mode="mmap")`` (the
-  memory-mapped view; nothing is built), one shuffled epoch of CGCNN at the reference size
-  (atom_fea_len 64, h_fea_len 128, 3 convolutions, batch 256, AdamW 3e-3, MSE on standardized
-  targets) over every crystal, ``--threads`` torch threads. Reported: epoch seconds, crystals/s,
+  memory-mapped view; nothing is built), one shuffled epoch of CGCNN (the reference size
+  atom_fea_len 64, h_fea_len 128, 3 convolutions, or ``--arch W,C,H``; batch 256, AdamW 3e-3,
+  MSE on standardized targets) over every crystal, ``--threads`` torch threads. Reported: epoch seconds, crystals/s,
   peak RSS, and the largest anonymous / file-backed resident memory (``RssAnon`` / ``RssFile`` of
   ``/proc/self/status``) sampled every 20 batches: the file-backed part is the mapped shards.
 * ``memlimit``: the ``epoch`` child of the size ``--memlimit-n`` inside a cgroup (v1 memory
@@ -42,6 +42,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -56,6 +57,15 @@ import numpy as np  # noqa: E402
 from _common import extracted_mp37k, machine_info, write_results  # noqa: E402
 
 RESULT_NAME = "scale.json"
+
+
+def _vm_hwm_mb() -> float:
+    """Peak RSS of this process image (``VmHWM``). Unlike ``ru_maxrss``, which a child started with
+    fork + exec inherits from its parent, it starts afresh at exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / RESULT_NAME
 N_BASES = 36_737
 
@@ -162,12 +172,12 @@ def child_build(work: Path, n: int, workers: int) -> dict:
     nbytes = sum(f.stat().st_size for f in folder.rglob("*.npy"))
     return {"n": n, "n_built": int(ok.sum()), "n_problems": len(problems), "seconds_read": t1 - t0, "seconds_build": t2 - t1,
             "seconds_total": t2 - t0, "crystals_per_s": n / (t2 - t0), "workers": workers,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": _vm_hwm_mb(),
             "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "store_bytes": nbytes, "store_mb": nbytes / 2**20, "shards": len(store.shards)}
 
 
-def child_epoch(work: Path, n: int, threads: int) -> dict:
+def child_epoch(work: Path, n: int, threads: int, arch: str) -> dict:
     import torch
 
     from crystalgnn.config import FeatureConfig, GraphConfig, defaults_for
@@ -184,6 +194,11 @@ def child_epoch(work: Path, n: int, threads: int) -> dict:
     del ds
     assert isinstance(prepared.store, ShardedGraphStore) and len(prepared) == n, "run the build phase first"
     cfg = defaults_for("cgcnn")
+    if arch:
+        from crystalgnn.models.cgcnn import CGCNNConfig
+
+        width, convs, hidden = (int(x) for x in arch.split(","))
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, arch=CGCNNConfig(atom_fea_len=width, n_conv=convs, h_fea_len=hidden)))
     y = prepared.targets
     module = build_module(cfg, y.mean(0), y.std(0))
     optimizer = torch.optim.AdamW(module.parameters(), lr=3e-3)
@@ -203,14 +218,14 @@ def child_epoch(work: Path, n: int, threads: int) -> dict:
     t2 = time.perf_counter()
     anon, file_backed = max(anon, _status_kb("RssAnon")), max(file_backed, _status_kb("RssFile"))
     return {"n": n, "crystals_seen": seen, "seconds_prepare": t1 - t0, "seconds_epoch": t2 - t1, "crystals_per_s": seen / (t2 - t1),
-            "threads": threads, "final_loss": float(loss), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": threads, "arch": dataclasses.asdict(cfg.model.arch), "final_loss": float(loss), "peak_rss_mb": _vm_hwm_mb(),
             "max_rss_anon_mb": anon / 1024, "max_rss_file_mb": file_backed / 1024, "shards": len(prepared.store.shards)}
 
 
 # ------------------------------------------------------------------------- the parent
 def _run_child(args: argparse.Namespace, phase: str, n: int, cgroup: Path | None = None, systemd_limit_mb: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", phase, "--n", str(n), "--work", str(args.work),
-           "--workers", str(args.workers), "--threads", str(args.threads)]
+           "--workers", str(args.workers), "--threads", str(args.threads), "--arch", args.arch]
     if systemd_limit_mb is not None:
         cmd = ["systemd-run", "--scope", "--quiet", "-p", f"MemoryMax={systemd_limit_mb}M", *cmd]
 
@@ -268,6 +283,8 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path.home() / ".cache" / "crystalgnn" / "scale", help="synthetic data and caches")
     p.add_argument("--workers", type=int, default=2, help="graph-building processes (2)")
     p.add_argument("--threads", type=int, default=2, help="torch threads of the epoch (2)")
+    p.add_argument("--arch", default="", metavar="W,C,H",
+                   help="CGCNN atom_fea_len,n_conv,h_fea_len of the epoch (default: the reference 64,3,128)")
     p.add_argument("--memlimit-n", type=int, default=0, help="size trained under the memory limit (default: the largest)")
     p.add_argument("--memlimit-mb", type=int, default=0, help="the limit (default: the store's size / 2.2)")
     p.add_argument("--out", default=RESULT_NAME, help=f"results file name under benchmarks/results ({RESULT_NAME})")
@@ -276,7 +293,7 @@ def main() -> None:
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        result = child_build(args.work, args.n, args.workers) if args.child == "build" else child_epoch(args.work, args.n, args.threads)
+        result = child_build(args.work, args.n, args.workers) if args.child == "build" else child_epoch(args.work, args.n, args.threads, args.arch)
         print(json.dumps(result))
         return
 

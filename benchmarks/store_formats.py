@@ -6,7 +6,7 @@ Input: the graph cache of ``scale.py``'s synthetic set (``--n`` crystals, defaul
 make,build`` first). One epoch = every crystal once, in batches of 256, each collated into the
 PyG batch training reads (``collate``: atoms, bonds, distances, vectors, offsets).
 
-Ways (each its own process, so ``ru_maxrss`` is its own):
+Ways (each its own process, so its peak RSS, ``VmHWM``, is its own):
 
 * ``memory``: the whole store loaded (``ShardedGraphStore.materialize``), a full shuffle;
 * ``mmap-shards``: crystalgnn's view of the memory-mapped shards with its shard-aware shuffle
@@ -44,6 +44,15 @@ import numpy as np  # noqa: E402
 from _common import machine_info, write_results  # noqa: E402
 
 LMDB_PKG = Path.home() / ".cache" / "crystalgnn" / "lmdb-pkg"
+def _vm_hwm_mb() -> float:
+    """Peak RSS of this process image (``VmHWM``). Unlike ``ru_maxrss``, which a child started with
+    fork + exec inherits from its parent, it starts afresh at exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 WAYS = ("memory", "mmap-shards", "mmap-random", "lmdb-random", "lmdb-shards")
 
 
@@ -144,7 +153,7 @@ def child(work: Path, n: int, way: str, batch_size: int) -> dict:
                 atoms += GraphStore.from_graphs(keys[b].tolist(), graphs, parts).collate(np.arange(len(b))).num_nodes
     seconds = time.perf_counter() - t0
     return {"way": way, "n": n, "seconds_epoch": seconds, "batches_per_s": len(batches) / seconds, "atoms": int(atoms),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": _vm_hwm_mb()}
 
 
 def main() -> None:
