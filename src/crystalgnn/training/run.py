@@ -68,7 +68,7 @@ from crystalgnn.training.resume import (
     read_metrics_history,
     saved_config,
 )
-from crystalgnn.training.trainer import STOP_REASONS, make_trainer, quiet_lightning, set_threads, stop_report
+from crystalgnn.training.trainer import STOP_REASONS, keep_freed_memory, make_trainer, quiet_lightning, set_threads, stop_report
 
 log = logging.getLogger("crystalgnn")
 
@@ -274,6 +274,7 @@ def _train_ensemble(data: Any, run_dir: Path, cfg: RunConfig, cache: Any, worker
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the ensemble is finished when it is written again
     set_threads(cfg.train.threads, cfg.train.deterministic)
+    keep_freed_memory()
     quiet_lightning()
     # The data are prepared once here (for the ensemble's own predictions); each member prepares
     # them again, reading the graphs this pass left in the cache.
@@ -363,6 +364,7 @@ def train(
     if not resume:  # a finished run's metrics.json would make a new run here look finished if it stopped early
         (run_dir / "metrics.json").unlink(missing_ok=True)
     set_threads(cfg.train.threads, cfg.train.deterministic)
+    keep_freed_memory()
     quiet_lightning()
     cache = resolve_cache_dir(cache_dir)
 
