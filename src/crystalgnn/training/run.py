@@ -74,6 +74,7 @@ from crystalgnn.training.resume import (
 from crystalgnn.training.trainer import (
     STOP_REASONS,
     SeenCrystals,
+    keep_freed_memory,
     make_trainer,
     quiet_lightning,
     runs_several_processes,
@@ -289,6 +290,7 @@ def _train_ensemble(data: Any, run_dir: Path, cfg: RunConfig, cache: Any, worker
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "metrics.json").unlink(missing_ok=True)  # the ensemble is finished when it is written again
     set_threads(cfg.train.threads, cfg.train.deterministic)
+    keep_freed_memory()
     quiet_lightning()
     # The data are prepared once here (for the ensemble's own predictions); each member prepares
     # them again, reading the graphs this pass left in the cache.
@@ -379,6 +381,7 @@ def train(
     if not resume and writer:  # a finished run's metrics.json would make a new run here look finished if it stopped early
         (run_dir / "metrics.json").unlink(missing_ok=True)
     set_threads(cfg.train.threads, cfg.train.deterministic)
+    keep_freed_memory()
     quiet_lightning()
     cache = resolve_cache_dir(cache_dir)
 
