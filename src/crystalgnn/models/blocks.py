@@ -224,9 +224,10 @@ class EdgeGatedConv(nn.Module):
 
     Implementation: the four maps that act on nodes are one Linear(F → 4F), applied to the nodes
     before gathering (the exact rewrite of applying them per edge); each gathered map is gathered
-    on its own and W_e e is added in place into the gathered sum; gathers use ``index_select`` (its backward is one fast
-    ``index_add_``, several times faster on a CPU than the accumulating ``index_put_`` of
-    ``x[index]``); W_e has no bias (W_s's bias already adds one constant per feature to m).
+    on its own and W_e e is added in place into the gathered sum; gathers use ``index_select``
+    (its backward is one fast ``index_add_``, several times faster on a CPU than the accumulating
+    ``index_put_`` of ``x[index]``); W_e has no bias (W_s's bias already adds one constant per
+    feature to m).
     """
 
     def __init__(self, features: int, norm: Norm = "layer") -> None:
