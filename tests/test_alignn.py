@@ -143,6 +143,33 @@ def test_edge_gated_convolution_follows_the_equations():
                 torch.testing.assert_close(new_e[k], e[k] + torch.nn.functional.silu(conv.norm_edges(m[k])))
 
 
+def test_edge_gated_convolution_under_bf16_autocast():
+    """The in-place product of the gate (not autocast by itself) casts as autocast's addmm would."""
+    torch.manual_seed(2)
+    conv = EdgeGatedConv(8, norm="batch")
+    x, e = torch.randn(6, 8, requires_grad=True), torch.randn(10, 8, requires_grad=True)
+    edge_index = torch.tensor([[1, 2, 3, 0, 4, 5, 0, 1, 2, 3], [0, 0, 1, 1, 2, 2, 3, 4, 5, 5]])
+    reference = conv(x, edge_index, e)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        new_x, new_e = conv(x, edge_index, e)
+    (new_x.float().sum() + new_e.float().sum()).backward()
+    assert x.grad is not None and e.grad is not None and conv.edge_gate.weight.grad is not None
+    for ours, ref in zip((new_x, new_e), reference):
+        torch.testing.assert_close(ours.float(), ref.detach(), atol=0.1, rtol=0.05)
+
+
+def test_heap_threshold_is_opt_in(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = "from crystalgnn.training.trainer import fix_heap_threshold as f; print(f(), f())"
+    for value, expected in (("", "0 0"), ("1048576", "1048576 1048576" if sys.platform.startswith("linux") else "0 0")):
+        env = {**os.environ, "CRYSTALGNN_MMAP_THRESHOLD": value}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+        assert out.split() == expected.split()
+
+
 @pytest.mark.parametrize("norm", ["batch", "layer"])
 def test_permutation_rotation_and_batching_invariance(norm):
     model = _model(norm=norm)

@@ -227,10 +227,12 @@ class EdgeGatedConv(nn.Module):
 
     ``edge_index`` rows are (source j, target i). Shapes: x (N, F), e (E, F).
 
-    Implementation: the four maps that act on nodes are one Linear(F → 4F); the two source-side
-    maps are gathered together; gathers use ``index_select`` (its backward is one fast
-    ``index_add_``, several times faster on a CPU than the accumulating ``index_put_`` of
-    ``x[index]``); W_e has no bias (W_s's bias already adds one constant per feature to m).
+    Implementation: the four maps that act on nodes are one Linear(F → 4F), applied to the nodes
+    before gathering (the exact rewrite of applying them per edge); each gathered map is gathered
+    on its own and W_e e is added in place into the gathered sum; gathers use ``index_select``
+    (its backward is one fast ``index_add_``, several times faster on a CPU than the accumulating
+    ``index_put_`` of ``x[index]``); W_e has no bias (W_s's bias already adds one constant per
+    feature to m).
     """
 
     def __init__(self, features: int, norm: Norm = "layer") -> None:
@@ -248,11 +250,17 @@ class EdgeGatedConv(nn.Module):
         source, target = edge_index
         f = self.features
         maps = self.node_maps(x)
-        gate_target = maps[:, :f].index_select(0, target)
-        gate_source, neighbour_update = maps[:, f : 3 * f].index_select(0, source).chunk(2, dim=-1)
-        self_update = maps[:, 3 * f :]
-        m = torch.addmm(gate_target + gate_source, e, self.edge_gate.weight.t())
+        # m = W_s h_i + W_d h_j + W_e e_ij, the product added in place into the sum of the two
+        # gathers (an out-of-place addmm would copy that (pairs × F) sum first; add's backward does
+        # not need its output, so autograd allows it).
+        m = maps[:, :f].index_select(0, target) + maps[:, f : 2 * f].index_select(0, source)
+        # In-place ops are not autocast: cast to m's dtype as autocast's addmm would (no-ops in fp32).
+        m = m.addmm_(e.to(m.dtype), self.edge_gate.weight.t().to(m.dtype))
         sigma = torch.sigmoid(m)
+        # Gathered on its own (not together with W_d h as one (pairs × 2F) block): the backward of
+        # splitting that block concatenated two (pairs × F) gradients into a new (pairs × 2F) one.
+        neighbour_update = maps[:, 2 * f : 3 * f].index_select(0, source)
+        self_update = maps[:, 3 * f :]
         # Σ σ ⊙ U_d h_j and Σ σ: two scatters read no more than one of their concatenation,
         # which would cost an extra pass over the (pairs × 2F) tensor.
         numerator = torch.zeros_like(self_update).index_add_(0, target, sigma * neighbour_update)
