@@ -347,7 +347,7 @@ def main() -> None:
         results["memlimit"] = r
         print(f"  {json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items() if k != 'stderr_tail'})}", flush=True)
         save()
-    _summary(results, sizes)
+    _summary(results, sorted({int(n) for phase in ("build", "epoch") for n in results[phase]}))
     save()
 
 
