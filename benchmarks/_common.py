@@ -121,6 +121,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def image_peak_rss_mb() -> float:
+    """Peak RSS of this process image (``VmHWM``), for a benchmark's child process: unlike
+    ``ru_maxrss``, which a child started with fork + exec inherits from its parent, it starts afresh
+    at exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return peak_rss_mb()
+
+
 def current_rss_mb() -> float | None:
     try:
         import psutil

@@ -54,18 +54,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import extracted_mp37k, machine_info, write_results  # noqa: E402
+from _common import extracted_mp37k, image_peak_rss_mb, machine_info, write_results  # noqa: E402
 
 RESULT_NAME = "scale.json"
 
-
-def _vm_hwm_mb() -> float:
-    """Peak RSS of this process image (``VmHWM``). Unlike ``ru_maxrss``, which a child started with
-    fork + exec inherits from its parent, it starts afresh at exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 RESULTS_PATH = Path(__file__).resolve().parent / "results" / RESULT_NAME
 N_BASES = 36_737
 
@@ -172,7 +164,7 @@ def child_build(work: Path, n: int, workers: int) -> dict:
     nbytes = sum(f.stat().st_size for f in folder.rglob("*.npy"))
     return {"n": n, "n_built": int(ok.sum()), "n_problems": len(problems), "seconds_read": t1 - t0, "seconds_build": t2 - t1,
             "seconds_total": t2 - t0, "crystals_per_s": n / (t2 - t0), "workers": workers,
-            "peak_rss_mb": _vm_hwm_mb(),
+            "peak_rss_mb": image_peak_rss_mb(),
             "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "store_bytes": nbytes, "store_mb": nbytes / 2**20, "shards": len(store.shards)}
 
@@ -218,7 +210,7 @@ def child_epoch(work: Path, n: int, threads: int, arch: str) -> dict:
     t2 = time.perf_counter()
     anon, file_backed = max(anon, _status_kb("RssAnon")), max(file_backed, _status_kb("RssFile"))
     return {"n": n, "crystals_seen": seen, "seconds_prepare": t1 - t0, "seconds_epoch": t2 - t1, "crystals_per_s": seen / (t2 - t1),
-            "threads": threads, "arch": dataclasses.asdict(cfg.model.arch), "final_loss": float(loss), "peak_rss_mb": _vm_hwm_mb(),
+            "threads": threads, "arch": dataclasses.asdict(cfg.model.arch), "final_loss": float(loss), "peak_rss_mb": image_peak_rss_mb(),
             "max_rss_anon_mb": anon / 1024, "max_rss_file_mb": file_backed / 1024, "shards": len(prepared.store.shards)}
 
 

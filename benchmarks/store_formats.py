@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -41,18 +40,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import machine_info, write_results  # noqa: E402
+from _common import image_peak_rss_mb, machine_info, write_results  # noqa: E402
 
 LMDB_PKG = Path.home() / ".cache" / "crystalgnn" / "lmdb-pkg"
-def _vm_hwm_mb() -> float:
-    """Peak RSS of this process image (``VmHWM``). Unlike ``ru_maxrss``, which a child started with
-    fork + exec inherits from its parent, it starts afresh at exec."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 WAYS = ("memory", "mmap-shards", "mmap-random", "lmdb-random", "lmdb-shards")
 
 
@@ -153,7 +143,7 @@ def child(work: Path, n: int, way: str, batch_size: int) -> dict:
                 atoms += GraphStore.from_graphs(keys[b].tolist(), graphs, parts).collate(np.arange(len(b))).num_nodes
     seconds = time.perf_counter() - t0
     return {"way": way, "n": n, "seconds_epoch": seconds, "batches_per_s": len(batches) / seconds, "atoms": int(atoms),
-            "peak_rss_mb": _vm_hwm_mb()}
+            "peak_rss_mb": image_peak_rss_mb()}
 
 
 def main() -> None:

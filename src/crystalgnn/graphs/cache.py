@@ -338,12 +338,13 @@ def build_graphs(
     if cache_is_read_only(cache.folder):
         return _read_rank_zero_graphs(cache, ids, keys, store)
     with folder_lock(cache.folder, "the graph cache"):
-        _, hit = cache.view(keys)  # reads each shard's index: an unreadable one is set aside and rebuilt
+        view, hit = cache.view(keys)  # reads each shard's index: an unreadable one is set aside and rebuilt
         missing = np.flatnonzero(~hit)
         fresh, new_rows, problems = _build(cache, cfg, ids, sources, keys, missing, workers, progress, chunk_size,
                                            describe, cache_dir)
     built_rows = np.asarray(new_rows, dtype=np.int64)
-    view, hit = cache.view(keys) if cache.folder is not None else (None, np.zeros(len(keys), dtype=bool))
+    if cache.folder is not None and len(built_rows):  # the shards just written join the view
+        view, hit = cache.view(keys)
     ok = hit.copy()
     ok[built_rows] = True
     parts = parts_for(cfg)

@@ -30,7 +30,7 @@ from torch_geometric.data import Data
 from crystalgnn.graphs import schema
 from crystalgnn.graphs.crystal_graph import CrystalGraph
 from crystalgnn.graphs.schema import Field
-from crystalgnn.graphs.store import CollatePlan, GraphStore, _pointer, _ranges, _row_levels, assemble_batch, collate_plan
+from crystalgnn.graphs.store import CollatePlan, GraphStore, RowCounts, _pointer, _ranges, _row_levels, assemble_batch, collate_plan
 
 #: Shards mapped at once per process: a shuffled epoch's window (see
 #: :class:`crystalgnn.data.prepared.ShardShuffleSampler`) plus the validation loader's shard.
@@ -53,7 +53,7 @@ class ShardIndex:
 
 
 @dataclass(eq=False)
-class ShardedGraphStore:
+class ShardedGraphStore(RowCounts):
     """Graph ``i`` of the view is row ``row[i]`` of shard ``shard[i]`` (see the module docstring)."""
 
     shards: tuple[ShardIndex, ...]
@@ -97,18 +97,6 @@ class ShardedGraphStore:
         return self._per_graph(f"{level}_count", lambda s: np.diff(s.ptrs[level]), np.dtype(np.int64))
 
     @property
-    def num_atoms(self) -> np.ndarray:
-        return self.num_rows("node")
-
-    @property
-    def num_edges(self) -> np.ndarray:
-        return self.num_rows("edge")
-
-    @property
-    def num_line_edges(self) -> np.ndarray:
-        return self.num_rows("line")
-
-    @property
     def ptrs(self) -> dict[str, np.ndarray]:
         """Pointers of the view's own row numbering (as if the view were one concatenated store)."""
         return {level: _pointer(self.num_rows(level)) for level in self.levels}
@@ -123,10 +111,6 @@ class ShardedGraphStore:
                     out[mine] = per_shard(index)[self.row[mine]]
             self._gathered[name] = out
         return self._gathered[name]
-
-    @property
-    def has_line_graphs(self) -> bool:
-        return schema.LINE_GRAPH in self.parts and bool(self.num_rows("line").sum() > 0)
 
     def nbytes_per_graph(self) -> dict[str, float]:
         """Mean bytes per crystal of each part in the shards the view reads (0 when absent)."""
@@ -187,11 +171,7 @@ class ShardedGraphStore:
     @property
     def _collate_plan(self) -> CollatePlan:
         if "plan" not in self._gathered:
-            def has_rows(part: str) -> bool:
-                return part in self.parts and any(
-                    len(self) > 0 if f.level == "graph" else self.num_rows(f.level).sum() > 0 for f in schema.part_fields(part))
-
-            self._gathered["plan"] = collate_plan(self.parts, has_rows, self.levels)
+            self._gathered["plan"] = collate_plan(self.parts, self._has_rows, self.levels)
         return self._gathered["plan"]
 
     def collate(self, indices: Sequence[int] | np.ndarray, targets: np.ndarray | None = None) -> Data:

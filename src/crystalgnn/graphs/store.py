@@ -51,8 +51,44 @@ def _row_levels(fields: Sequence[Field]) -> tuple[str, ...]:
     return tuple(level for level in schema.ROW_LEVELS if level in used)
 
 
+class RowCounts:
+    """What a store answers from its rows per graph (``num_rows``), shared by :class:`GraphStore`
+    and the memory-mapped view (:class:`crystalgnn.graphs.sharded.ShardedGraphStore`)."""
+
+    parts: tuple[str, ...]
+
+    def __len__(self) -> int:  # pragma: no cover - both stores define it
+        raise NotImplementedError
+
+    def num_rows(self, level: str) -> np.ndarray:  # pragma: no cover - both stores define it
+        raise NotImplementedError
+
+    @property
+    def num_atoms(self) -> np.ndarray:
+        return self.num_rows("node")
+
+    @property
+    def num_edges(self) -> np.ndarray:
+        return self.num_rows("edge")
+
+    @property
+    def num_line_edges(self) -> np.ndarray:
+        return self.num_rows("line")
+
+    def _has_rows(self, part: str) -> bool:
+        """Whether the store holds ``part`` and any row of it."""
+        if part not in self.parts:
+            return False
+        return any(len(self) > 0 if f.level == "graph" else self.num_rows(f.level).sum() > 0 for f in schema.part_fields(part))
+
+    @property
+    def has_line_graphs(self) -> bool:
+        """True when the graphs were built with ``GraphConfig.line_graph`` (and have any bond pair)."""
+        return self._has_rows(schema.LINE_GRAPH)
+
+
 @dataclass(eq=False)
-class GraphStore:
+class GraphStore(RowCounts):
     """Graphs ``0..n-1`` stored back to back.
 
     ``arrays`` holds one array per field of ``parts`` (rows of graph i contiguous, graph-level fields
@@ -88,29 +124,6 @@ class GraphStore:
     def num_rows(self, level: str) -> np.ndarray:
         """(n,) rows of ``level`` per graph (zeros for a level no held part has)."""
         return np.diff(getattr(self, f"{level}_ptr"))
-
-    @property
-    def num_atoms(self) -> np.ndarray:
-        return self.num_rows("node")
-
-    @property
-    def num_edges(self) -> np.ndarray:
-        return self.num_rows("edge")
-
-    @property
-    def num_line_edges(self) -> np.ndarray:
-        return self.num_rows("line")
-
-    def _has_rows(self, part: str) -> bool:
-        """Whether the store holds ``part`` and any row of it."""
-        if part not in self.parts:
-            return False
-        return any(len(self) > 0 if f.level == "graph" else self.ptrs[f.level][-1] > 0 for f in schema.part_fields(part))
-
-    @property
-    def has_line_graphs(self) -> bool:
-        """True when the graphs were built with ``GraphConfig.line_graph`` (and have any bond pair)."""
-        return self._has_rows(schema.LINE_GRAPH)
 
     def nbytes_per_graph(self) -> dict[str, float]:
         """Mean bytes per crystal of each part as stored (atom graph, line graph, add-ons; 0 when absent)."""
