@@ -171,12 +171,12 @@ def test_graphs_command_lists_unusable_items(tmp_path, capsys, monkeypatch):
     folder.mkdir()
     (folder / "good.cif").write_text(_a_cif())
     (folder / "bad.cif").write_text("data_x\n_this is not a cif\n")
-    (folder / "id_prop.csv").write_text("good,1.0\nbad,2.0\n")
+    (folder / "id_prop.csv").write_text("good,1.0\nbad,2.0\ngone,3.0\n")  # gone.cif does not exist
     monkeypatch.chdir(tmp_path)
     assert cli.main(["graphs", str(folder), "--cache-dir", str(tmp_path / "c"), "--workers", "1", "--quiet"]) == 0
-    assert "1 graph(s) built, 0 already cached, 1 unusable" in capsys.readouterr().out
+    assert "1 graph(s) built, 0 already cached, 1 unusable, 1 left out by the reader" in capsys.readouterr().out
     report = (tmp_path / "graph_problems.csv").read_text()
-    assert report.startswith("id,stage,reason") and "bad" in report
+    assert report.startswith("id,stage,reason") and "bad" in report and 'gone,read,"structure file not found' in report
 
 
 def _a_cif() -> str:

@@ -24,7 +24,8 @@ shard of the cache and dropped before the next ones, so memory does not grow wit
 are those `crystalgnn train` would use with the same --model and flags (the cache folder's name is
 their hash, so a training run with other settings does not see these graphs). Items that cannot be
 built (unreadable file, partial occupancy, isolated atom, ...) are listed with the reason in
---report (default graph_problems.csv, or graph_problems_<i>of<N>.csv with --shard).
+--report (default graph_problems.csv, or graph_problems_<i>of<N>.csv with --shard), and so are,
+in slice 0's report, the items the reader could not use (a structure file that is missing).
 
 merge: every graphs-<key> folder of every SRC cache joins the folder of the same key under DEST;
 graphs already there are skipped. Run it once all slices have finished.
@@ -84,14 +85,18 @@ def run(args: argparse.Namespace) -> int:
     n = len(dataset.ids)
     lo, hi = index * n // count, (index + 1) * n // count
     ids, sources = dataset.ids[lo:hi], dataset.sources[lo:hi]
+    # items the reader could not use (a missing file, ...) are in no slice: the first reports them
+    unread = list(dataset.problems) if index == 0 else []
     del dataset  # only this slice's sources are kept
     cache = GraphCache(graph, root, args.shard_size)
     cached = int((cache.index([s.key for s in sources])[1] >= 0).sum())
     _, ok, problems = build_graphs(ids, sources, graph, root, args.workers, not args.quiet, store="mmap", shard_size=args.shard_size)
     seconds = time.perf_counter() - start
     where = f" (slice {index}/{count}: items {lo}..{hi - 1} of {n})" if count > 1 else ""
+    unreadable = f", {len(unread)} left out by the reader" if unread else ""
     print(f"{len(ids)} item(s){where}: {int(ok.sum()) - cached} graph(s) built, {cached} already cached, "
-          f"{len(problems)} unusable, in {seconds:.1f} s; cache folder {cache.folder}")
+          f"{len(problems)} unusable{unreadable}, in {seconds:.1f} s; cache folder {cache.folder}")
+    problems = unread + problems
     if problems:
         report = Path(args.report or (f"graph_problems_{index}of{count}.csv" if count > 1 else "graph_problems.csv"))
         write_problems(problems, report)
