@@ -3,6 +3,7 @@ in the units of the data (issue "Nothing wrong, nothing lost", items 1-2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -177,6 +178,32 @@ def test_metrics_and_summary_say_how_training_ended(elasticity_slice, tmp_path, 
     assert timed.metrics["stop_reason"] == "time_limit" and 0 < timed.metrics["epochs_run"] < 500
     assert "time limit" in caplog.text and f"after {timed.metrics['epochs_run']} of 500 epochs" in caplog.text
     assert "(time limit)" in timed.summary()
+
+
+def test_a_time_budget_fits_the_schedule_to_the_clock(elasticity_slice, tmp_path):
+    """With --max-minutes and more epochs than fit, one-cycle still anneals: the schedule follows the
+    clock. --schedule-by-epochs keeps the old behaviour: stopped early in the warm-up ramp."""
+    import lightning as L
+
+    class FinalRate(L.Callback):  # the rate when training ends, and how far the schedule got
+        def on_train_end(self, trainer, module):
+            scheduler = trainer.lr_scheduler_configs[0].scheduler
+            self.lr = trainer.optimizers[0].param_groups[0]["lr"]
+            self.position, self.length = scheduler.last_epoch, scheduler.total_steps
+
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    base = TrainConfig(epochs=2000, batch_size=16, threads=1, max_minutes=0.05, lr=3e-3)
+    finals = {}
+    for fitted in (True, False):
+        cfg = RunConfig(data=DataConfig(transform="log10"), model=TINY, train=dataclasses.replace(base, schedule_to_budget=fitted))
+        final = FinalRate()
+        done = train(data, tmp_path / str(fitted), cfg, progress=False, workers=1, callbacks=[final])
+        assert done.metrics["stop_reason"] == "time_limit"
+        finals[fitted] = final
+    fitted, by_epochs = finals[True], finals[False]
+    # one-cycle starts at lr/25, peaks at lr after 30 % of its steps and ends at lr/25/1e4
+    assert fitted.position >= 0.95 * fitted.length and fitted.lr < 3e-3 / 25 / 10
+    assert by_epochs.position < 0.3 * by_epochs.length and by_epochs.lr > 3e-3 / 25
 
 
 # ---------------------------------------------------------------------------------------- 6. predict

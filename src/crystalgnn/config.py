@@ -212,6 +212,13 @@ class TrainConfig:
     noam_final_lr: float = 1e-5
     early_stopping_patience: int = 0
     max_minutes: float = 0.0
+    #: With ``max_minutes``: the learning-rate schedule advances by whichever is further along, the
+    #: steps taken or the clock (elapsed / budget), so a run the time limit stops has run its whole
+    #: schedule (one-cycle or cosine annealed, noam decayed) instead of stopping at a high rate
+    #: (``epochs`` is then an upper bound). The whole schedule is compressed alike, warm-ups
+    #: included (noam's ``noam_warmup_epochs`` become that share of the budget). Not repeatable
+    #: (the clock decides). False: the schedule follows the steps alone.
+    schedule_to_budget: bool = True
     normalize_targets: bool = True
     seed: int = 123
     split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)

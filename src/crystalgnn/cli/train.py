@@ -77,7 +77,12 @@ def add_parser(sub, full: bool = True) -> argparse.ArgumentParser:
     o.add_argument("--noam-initial-lr", type=float, help="noam: learning rate at the first step (1e-4)")
     o.add_argument("--noam-final-lr", type=float, help="noam: learning rate at the last step (1e-5)")
     o.add_argument("--patience", type=int, help="early stopping patience in epochs (0: off)")
-    o.add_argument("--max-minutes", type=float, help="stop training after this many minutes (0: no limit); the best epoch so far is kept")
+    o.add_argument("--max-minutes", type=float,
+                   help="stop training after this many minutes (0: no limit); the best epoch so far is kept. The learning-rate "
+                        "schedule is fitted to the budget: it advances with the clock when the epochs would not fit, so the "
+                        "rate has annealed when time runs out")
+    o.add_argument("--schedule-by-epochs", dest="schedule_to_budget", action="store_const", const=False, default=None,
+                   help="with --max-minutes: keep the schedule on the --epochs count alone (it may be stopped before it decays)")
     o.add_argument("--seed", type=int, help="seed of the split and the training (123)")
     o.add_argument("--split", help="train,val,test fractions, e.g. 0.6,0.2,0.2 (default)")
     o.add_argument("--split-file", help="CSV of id,split (train/val/test) instead of fractions")
@@ -143,7 +148,7 @@ def config_from_args(args: argparse.Namespace, base=None, origin: str = "--confi
         train=replace(cfg.train, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
                       weight_decay=args.weight_decay, scheduler=args.scheduler,
                       noam_warmup_epochs=args.noam_warmup_epochs, noam_initial_lr=args.noam_initial_lr, noam_final_lr=args.noam_final_lr,
-                      early_stopping_patience=args.patience, max_minutes=args.max_minutes,
+                      early_stopping_patience=args.patience, max_minutes=args.max_minutes, schedule_to_budget=args.schedule_to_budget,
                       seed=args.seed, split_fractions=split_fractions(args.split), split_file=args.split_file, kfold=args.kfold, fold=args.fold,
                       kfold_seed=args.kfold_seed, accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes,
                       strategy=args.strategy, num_workers=args.num_workers, graph_store=args.graph_store, threads=args.threads,

@@ -91,8 +91,10 @@ class CrystalModule(ModelWithObjective, L.LightningModule):
         if t.scheduler == "multistep":
             milestones = list(t.milestones) or [max(int(self.trainer.max_epochs or 1) // 3, 1)]
             scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, t.gamma)
+            self._schedule_length = int(self.trainer.max_epochs or 1)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         steps = int(self.trainer.estimated_stepping_batches)
+        self._schedule_length = max(steps, 1)
         if t.scheduler == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
         elif t.scheduler == "noam":
@@ -115,6 +117,41 @@ class CrystalModule(ModelWithObjective, L.LightningModule):
         else:
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=t.lr, total_steps=max(steps, 1), pct_start=0.3)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+    def lr_scheduler_step(self, scheduler, metric) -> None:  # type: ignore[override]
+        """One step of the schedule, then, under a time budget, the steps the clock is ahead by.
+
+        The schedule's position is ``max(steps taken, elapsed / budget × length)`` (``length``: its
+        steps, or epochs for multistep), never past its end: a one-cycle run stopped by
+        ``max_minutes`` has annealed by then, whatever ``epochs`` said. The elapsed time is
+        Lightning's ``Timer`` (saved in checkpoints, so a resumed run continues the same clock);
+        under DDP rank 0's reading is broadcast, so every rank keeps the same learning rate."""
+        length = getattr(self, "_schedule_length", None)
+        if length is not None and scheduler.last_epoch >= length:
+            return  # the schedule is over (the clock got there first): hold its last rate
+        scheduler.step() if metric is None else scheduler.step(metric)
+        fraction = self._budget_fraction()
+        if fraction is None or length is None:
+            return
+        target = min(int(fraction * length), length)
+        while scheduler.last_epoch < target:
+            scheduler.step()
+
+    def _budget_fraction(self) -> float | None:
+        """Share of ``max_minutes`` used so far, or None when the schedule follows steps alone."""
+        from lightning.pytorch.callbacks import Timer
+
+        t = self.train_cfg
+        if t.max_minutes <= 0 or not t.schedule_to_budget:
+            return None
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)  # type: ignore[attr-defined]
+        if timer is None:
+            return None
+        fraction = float(timer.time_elapsed("train")) / (t.max_minutes * 60.0)
+        if self.trainer.world_size > 1:
+            fraction = float(self.trainer.strategy.broadcast(fraction, src=0))
+        return fraction
 
 
 def build_module(
