@@ -210,3 +210,77 @@ def test_memory_budget_reads_the_cgroup_limit(tmp_path, monkeypatch):
     import psutil
 
     assert paths.memory_budget() == pytest.approx(psutil.virtual_memory().available, rel=0.1)
+
+
+# ----------------------------------------------------------------- per-crystal bookkeeping
+def test_source_list_gives_back_the_sources_it_was_given(elasticity_slice, tmp_path):
+    """The compact columns of a file reader give back equal sources, in order, through indexing,
+    slices, take, keys and pickling; sources that are not plain files are kept whole."""
+    from crystalgnn.structures.source import SourceList, StructureSource, source_keys
+
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    assert isinstance(data.sources, SourceList) and not data.sources._others
+    plain = [StructureSource(key=s.key, path=s.path, fmt=s.fmt) for s in data.sources]
+    text = StructureSource(key="not-a-digest", text="data_x", fmt="cif")
+    odd_path = StructureSource(key=plain[0].key, path="relative//x.cif", fmt="poscar")
+    mixed = SourceList([*plain[:5], text, odd_path, *plain[5:]])
+    expected = [*plain[:5], text, odd_path, *plain[5:]]
+    assert list(mixed) == expected and mixed == expected and len(mixed) == len(expected)
+    assert mixed[-1] == expected[-1] and mixed[5] is text and mixed[3:9] == expected[3:9]
+    assert list(mixed.take([7, 0, 5])) == [expected[7], expected[0], text]
+    assert list(source_keys(mixed)) == [s.key for s in expected]
+    assert pickle.loads(pickle.dumps(mixed)) == expected
+    with pytest.raises(IndexError):
+        mixed[len(expected)]
+    # a subset keeps the compact form
+    assert isinstance(data.subset([3, 1]).sources, SourceList) and data.subset([3, 1]).sources == [plain[3], plain[1]]
+
+
+def test_file_sources_cost_tens_of_bytes_each(tmp_path):
+    """100,000 file sources held as columns: well under 100 bytes each (as objects ~280)."""
+    import tracemalloc
+
+    from crystalgnn.structures.source import SourceList, StructureSource, bytes_key
+
+    folder = str(tmp_path / "structures")
+    made = [StructureSource(key=bytes_key(str(i).encode()), path=f"{folder}/mp-{i}.cif") for i in range(100_000)]
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    compact = SourceList(made)
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert held / len(made) < 60, f"{held / len(made):.0f} bytes per source"
+    assert compact[54_321] == made[54_321]
+
+
+def test_cache_index_finds_a_key_in_the_first_shard_that_holds_it(built):
+    """The one-table key search: every key found where a shard-by-shard search finds it, a key in
+    two shards in the first, a key not cached nowhere."""
+    data, cache, view, memory = built
+    graphs = GraphCache(GraphConfig(), cache, shard_size=10)
+    again = memory.take(np.array([3, 25]))  # two graphs written again, as a later shard
+    graphs.add(again)
+    wanted = [data.sources[25].key, "f" * 40, data.sources[3].key, data.sources[70].key]
+    shards, shard_of, row_of = graphs.index(wanted)
+    assert shard_of[1] == -1 and (shard_of[[0, 2, 3]] >= 0).all()
+    for k in (0, 2, 3):  # the shard named holds that key at that row, and it is the first such shard
+        keys = np.load(GraphCache._keys_file(shards[shard_of[k]]))
+        assert keys[row_of[k]].decode() == wanted[k]
+    first_holder = sorted(p.name for p in (cache.glob("graphs-*/*.keys.npy"))
+                          if wanted[0].encode() in np.load(p))[0]
+    assert GraphCache._keys_file(shards[shard_of[0]]).name == first_holder
+
+
+def test_element_check_of_a_mapped_view_equals_the_in_memory_one(built):
+    """Items with elements beyond the atom table are found shard by shard on a mapped view (its
+    atoms are not gathered) exactly as on the in-memory store."""
+    from crystalgnn.data.prepared import unsupported_element_problems
+
+    data, cache, view, memory = built
+    order = np.random.default_rng(0).permutation(len(view))[:50]  # a view over part of the shards, shuffled
+    part_view, part_memory = view.take(order), memory.take(order)
+    ids = [data.ids[i] for i in order]
+    on_view = unsupported_element_problems(ids, part_view, max_z=30)
+    in_memory = unsupported_element_problems(ids, part_memory, max_z=30)
+    assert on_view and on_view == in_memory
+    assert "atomic_numbers" not in part_view._gathered

@@ -49,15 +49,28 @@ class PreparedData:
         return len(self.ids)
 
 
+def _graphs_beyond(atomic_numbers: np.ndarray, node_ptr: np.ndarray, max_z: int) -> dict[int, list[int]]:
+    """Graph rows with an atom above ``max_z``, and those atomic numbers (sorted, unique)."""
+    bad_atoms = np.flatnonzero(atomic_numbers > max_z)
+    graph_of_atom = np.searchsorted(node_ptr, bad_atoms, side="right") - 1
+    return {int(g): sorted(set(atomic_numbers[node_ptr[g] : node_ptr[g + 1]].tolist()) - set(range(max_z + 1)))
+            for g in np.unique(graph_of_atom)}
+
+
 def unsupported_element_problems(ids: Sequence[str], store: GraphStore | ShardedGraphStore, max_z: int = MAX_SUPPORTED_Z) -> dict[int, Problem]:
-    """Items containing an element the atom features do not cover, by position in ``store``."""
-    bad_atoms = np.flatnonzero(store.atomic_numbers > max_z)
-    if bad_atoms.size == 0:
-        return {}
-    graph_of_atom = np.searchsorted(store.node_ptr, bad_atoms, side="right") - 1
+    """Items containing an element the atom features do not cover, by position in ``store``.
+    A memory-mapped view is checked shard by shard: its atoms are never gathered into memory."""
+    if isinstance(store, ShardedGraphStore):
+        found: dict[int, list[int]] = {}
+        for s, index in enumerate(store.shards):
+            shard = GraphStore.load(index.path, mmap=True)
+            for row, zs in _graphs_beyond(shard.atomic_numbers, shard.node_ptr, max_z).items():
+                for position in np.flatnonzero((store.shard == s) & (store.row == row)):
+                    found[int(position)] = zs
+    else:
+        found = _graphs_beyond(store.atomic_numbers, store.node_ptr, max_z)
     problems: dict[int, Problem] = {}
-    for g in np.unique(graph_of_atom):
-        zs = sorted(set(store.atomic_numbers[store.node_ptr[g] : store.node_ptr[g + 1]].tolist()) - set(range(max_z + 1)))
+    for g, zs in sorted(found.items()):
         names = ", ".join(f"{Element.from_Z(int(z)).symbol} (Z={z})" for z in zs)
         problems[int(g)] = Problem(
             ids[g], f"element(s) {names} not covered by the atom features (Z 1–{max_z})", stage="features"

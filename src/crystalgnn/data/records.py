@@ -8,13 +8,14 @@ parses a CIF again, and a changed file gets a new key and is rebuilt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from crystalgnn.errors import Problem
-from crystalgnn.structures.source import StructureSource
+from crystalgnn.structures.source import SourceList, StructureSource
 
 
 @dataclass
@@ -26,7 +27,8 @@ class CrystalDataset:
     """
 
     ids: list[str]
-    sources: list[StructureSource]
+    #: A list, or (from the file readers) a compact :class:`SourceList`.
+    sources: Sequence[StructureSource]
     targets: np.ndarray
     target_names: list[str]
     problems: list[Problem] = field(default_factory=list)
@@ -43,7 +45,7 @@ class CrystalDataset:
         idx = list(int(i) for i in indices)
         return CrystalDataset(
             ids=[self.ids[i] for i in idx],
-            sources=[self.sources[i] for i in idx],
+            sources=self.sources.take(idx) if isinstance(self.sources, SourceList) else [self.sources[i] for i in idx],
             targets=self.targets[idx],
             target_names=list(self.target_names),
             problems=list(self.problems),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from crystalgnn.graphs.sharded import DEFAULT_MAX_OPEN, ShardedGraphStore, Shard
 from crystalgnn.graphs.store import GraphStore
 from crystalgnn.parallel import map_items
 from crystalgnn.paths import UNREADABLE, cache_is_read_only, folder_lock, read_when_ready, set_aside, write_settings
-from crystalgnn.structures.source import StructureSource
+from crystalgnn.structures.source import KeyColumn, StructureSource, source_keys
 
 
 def build_one(source: StructureSource, cfg: GraphConfig, describe: DescriptorSettings | None = None):
@@ -121,19 +121,20 @@ class GraphCache:
                 return candidate
         return None
 
-    def _shard_keys(self) -> list[tuple[Path, np.ndarray]]:
+    def _shard_keys(self) -> Iterator[tuple[Path, np.ndarray]]:
+        """Each complete shard and its keys, in folder order, read one keys file at a time."""
         folder = self.folder
         if folder is None or not folder.exists():
-            return []
-        found = []
+            return
         for keys_file in sorted(folder.glob("*.keys.npy")):
             shard = self.shard_of_keys_file(keys_file)
             if shard is not None:
                 try:
-                    found.append((shard, np.load(keys_file, allow_pickle=False)))
+                    keys = np.load(keys_file, allow_pickle=False)
                 except UNREADABLE as err:
                     set_aside([keys_file, shard], f"{type(err).__name__}: {err}")
-        return found
+                    continue
+                yield shard, keys
 
     @staticmethod
     def _keys_file(shard: Path) -> Path:
@@ -143,21 +144,38 @@ class GraphCache:
     def index(self, keys: Sequence[str]) -> tuple[list[Path], np.ndarray, np.ndarray]:
         """Where each of ``keys`` is cached, reading only the small keys files: the shards, and per
         key its shard number (-1: not cached) and row there."""
-        wanted = np.array(list(keys), dtype="S64")
+        # fixed-width bytes as wide as the longest wanted key (40 for SHA-1 hex), not 64
+        wanted = keys.array if isinstance(keys, KeyColumn) else np.array(list(keys), dtype="S")
         shard_of = np.full(len(wanted), -1, dtype=np.int32)
         row_of = np.zeros(len(wanted), dtype=np.int64)
-        shards: list[Path] = []
+        if not len(wanted):
+            return [], shard_of, row_of
+        width = wanted.dtype.itemsize
+        listed: list[Path] = []
+        tables: list[np.ndarray] = []
         for shard, shard_keys in self._shard_keys():
-            # rows of `wanted` not yet found whose key is in this shard
-            in_shard = np.isin(wanted, shard_keys) & (shard_of < 0)
-            if not in_shard.any():
-                continue
-            rows = np.flatnonzero(in_shard)
-            order = np.argsort(shard_keys, kind="stable")
-            row_of[rows] = order[np.searchsorted(shard_keys, wanted[rows], sorter=order)]
-            shard_of[rows] = len(shards)
-            shards.append(shard)
-        return shards, shard_of, row_of
+            # a key longer than every wanted one matches none: blank it rather than cut it short
+            too_long = np.char.str_len(shard_keys) > width
+            tables.append(np.where(too_long, b"", shard_keys).astype(f"S{width}"))
+            listed.append(shard)
+        if not listed:
+            return [], shard_of, row_of
+        # one sorted table of every cached key: a key in several shards is found in the first
+        # (stable sort, leftmost match), as a shard-by-shard search in folder order would
+        sizes = [len(t) for t in tables]
+        cached = np.concatenate(tables)
+        del tables
+        shard_no = np.repeat(np.arange(len(listed), dtype=np.int32), sizes)
+        row_no = np.concatenate([np.arange(n, dtype=np.int32) for n in sizes])
+        order = np.argsort(cached, kind="stable")
+        at = order[np.minimum(np.searchsorted(cached, wanted, sorter=order), len(cached) - 1)]
+        hit = cached[at] == wanted
+        used = np.unique(shard_no[at[hit]])
+        renumber = np.full(len(listed), -1, dtype=np.int32)
+        renumber[used] = np.arange(len(used), dtype=np.int32)
+        shard_of[hit] = renumber[shard_no[at[hit]]]
+        row_of[hit] = row_no[at[hit]]
+        return [listed[int(u)] for u in used], shard_of, row_of
 
     def lookup(self, keys: Sequence[str]) -> tuple[GraphStore | None, np.ndarray]:
         """Cached graphs for ``keys``: an in-memory store with the hits (in ``keys`` order) and a hit mask."""
@@ -244,7 +262,7 @@ def _collect(cfg: GraphConfig, ids: Sequence[str], keys: Sequence[str], missing:
 
 def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Sequence[StructureSource], keys: list[str],
            missing: np.ndarray, workers: int, progress: bool, chunk_size: int, describe: DescriptorSettings | None,
-           cache_dir: str | Path | None) -> tuple[list[GraphStore], list[int], list[Problem]]:
+           cache_dir: str | Path | None) -> tuple[list[GraphStore], np.ndarray, list[Problem]]:
     """Build the ``missing`` items. With a cache folder, ``cache.shard_size`` items at a time, each
     batch written as a shard before the next is built (memory: one shard's graphs) and nothing
     returned but the rows built and the problems; without one, every graph in memory."""
@@ -252,7 +270,7 @@ def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Seq
 
     step = cache.shard_size if cache.folder is not None else max(len(missing), 1)
     fresh: list[GraphStore] = []
-    rows: list[int] = []
+    rows: list[np.ndarray] = []  # the rows built, one small array per shard (not an int object each)
     problems: list[Problem] = []
     with tqdm(total=len(missing), desc="building graphs", unit="crystal", disable=None if progress else True, leave=False) as bar:
         for start in range(0, len(missing), step):
@@ -265,7 +283,7 @@ def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Seq
                 built = [graph for graph, _ in pairs]
                 _cache_descriptors(describe, cache_dir, [keys[i] for i in chunk], [d for _, d in pairs])
             store, chunk_rows, chunk_problems = _collect(cfg, ids, keys, chunk, built)
-            rows += chunk_rows
+            rows.append(np.asarray(chunk_rows, dtype=np.int64))
             problems += chunk_problems
             if cache.folder is not None:
                 cache.add(store)  # on disk; read back through the cache view
@@ -274,7 +292,7 @@ def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Seq
             else:
                 fresh.append(store)
             bar.update(len(chunk))
-    return fresh, rows, problems
+    return fresh, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64), problems
 
 
 def choose_store_mode(mode: str, nbytes: float) -> str:
@@ -334,7 +352,7 @@ def build_graphs(
     whose graph was cached are not described here.
     """
     cache = GraphCache(cfg, Path(cache_dir) if cache_dir is not None else None, shard_size)
-    keys = [s.key for s in sources]
+    keys = source_keys(sources)
     if cache_is_read_only(cache.folder):
         return _read_rank_zero_graphs(cache, ids, keys, store)
     with folder_lock(cache.folder, "the graph cache"):

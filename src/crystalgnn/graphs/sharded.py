@@ -49,7 +49,10 @@ class ShardIndex:
     @classmethod
     def read(cls, path: Path) -> ShardIndex:
         store = GraphStore.load(path, mmap=True)  # maps the field arrays without reading them
-        return cls(path=path, keys=store.keys, ptrs=store.ptrs, parts=store.parts)
+        keys = store.keys
+        if path.is_dir():  # mapped too: a view of millions of graphs rarely reads its keys
+            keys = np.load(path / "keys.npy", mmap_mode="r", allow_pickle=False).view(np.ndarray)
+        return cls(path=path, keys=keys, ptrs=store.ptrs, parts=store.parts)
 
 
 @dataclass(eq=False)

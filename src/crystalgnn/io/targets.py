@@ -9,6 +9,7 @@ into a float (or reports why it cannot), applies the transform and builds the
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from crystalgnn import transforms
 from crystalgnn.data.records import CrystalDataset
 from crystalgnn.errors import Problem
-from crystalgnn.structures.source import StructureSource
+from crystalgnn.structures.source import SourceList, StructureSource
 
 
 def _format_id(value: Any) -> str | None:
@@ -35,6 +36,10 @@ def _format_id(value: Any) -> str | None:
         return str(int(value))
     text = str(value).strip()
     return text or None
+
+
+def _place(where: str | int) -> str:
+    return f"line {where}" if isinstance(where, int) else where
 
 
 _MISSING_WORDS = {"none", "null", "na", "n/a", "nan", "missing", "-"}
@@ -76,21 +81,26 @@ class _Collector:
     target_names: list[str]
     transform: str
     ids: list[str] = field(default_factory=list)
-    sources: list[StructureSource] = field(default_factory=list)
-    rows: list[list[float]] = field(default_factory=list)
+    #: Compact columns for file sources (a reader of millions of CIFs holds ~40 bytes per source).
+    sources: SourceList = field(default_factory=SourceList)
+    #: Target values, row after row (a flat float64 buffer, not a list per item).
+    values: array = field(default_factory=lambda: array("d"))
     problems: list[Problem] = field(default_factory=list)
-    first_seen: dict[str, str] = field(default_factory=dict)
+    #: Where each id was first seen: a text ("row 3") or a line number of the file read.
+    first_seen: dict[str, str | int] = field(default_factory=dict)
 
     def problem(self, item_id: str, reason: str, stage: str = "read") -> None:
         self.problems.append(Problem(item_id, reason, stage))
 
-    def claim(self, item_id: str, where: str) -> bool:
-        """Reserve ``item_id``; report a duplicate (the first occurrence wins)."""
+    def claim(self, item_id: str, where: str | int) -> bool:
+        """Reserve ``item_id``; report a duplicate (the first occurrence wins). ``where``: a text,
+        or a line number (an int is kept instead of a text per item)."""
         if item_id in self.first_seen:
+            first = self.first_seen[item_id]
             self.problem(
                 item_id,
-                f"duplicate id (also at {self.first_seen[item_id]}); the first occurrence is kept, "
-                f"this one ({where}) is left out",
+                f"duplicate id (also at {_place(first)}); the first occurrence is kept, "
+                f"this one ({_place(where)}) is left out",
             )
             return False
         self.first_seen[item_id] = where
@@ -130,18 +140,20 @@ class _Collector:
         return out if ok else None
 
     def add(self, item_id: str, source: StructureSource, values: list[float]) -> None:
+        if len(values) != len(self.target_names):
+            raise ValueError(f"{item_id}: {len(values)} target values for {len(self.target_names)} targets")
         self.ids.append(item_id)
         self.sources.append(source)
-        self.rows.append(values)
+        self.values.extend(values)
 
     def dataset(self, meta: dict[str, Any]) -> CrystalDataset:
         k = len(self.target_names)
-        targets = np.asarray(self.rows, dtype=np.float64).reshape(len(self.rows), k)
+        targets = np.array(self.values, dtype=np.float64).reshape(len(self.ids), k)
         meta = dict(meta)
         meta.setdefault("transform", self.transform)
         return CrystalDataset(
             ids=list(self.ids),
-            sources=list(self.sources),
+            sources=self.sources,
             targets=targets,
             target_names=list(self.target_names),
             problems=list(self.problems),
