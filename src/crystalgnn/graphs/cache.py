@@ -260,7 +260,7 @@ def _collect(cfg: GraphConfig, ids: Sequence[str], keys: Sequence[str], missing:
     return GraphStore.from_graphs(new_keys, new_graphs, parts_for(cfg)), new_rows, problems
 
 
-def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Sequence[StructureSource], keys: list[str],
+def _build(cache: GraphCache, cfg: GraphConfig, ids: Sequence[str], sources: Sequence[StructureSource], keys: Sequence[str],
            missing: np.ndarray, workers: int, progress: bool, chunk_size: int, describe: DescriptorSettings | None,
            cache_dir: str | Path | None) -> tuple[list[GraphStore], np.ndarray, list[Problem]]:
     """Build the ``missing`` items. With a cache folder, ``cache.shard_size`` items at a time, each
