@@ -9,7 +9,7 @@ model's test predictions, and a model card (card.json, card.md) with the test me
     python benchmarks/zoo.py --package-only  # package the finished runs again
     python benchmarks/zoo.py --only log10_K  # one model
 
-A finished run (metrics.json) is never retrained. Check a card afterwards with
+A finished run (metrics.json) is never retrained; a killed one is resumed (its time budget too). Check a card afterwards with
 ``crystalgnn evaluate zoo:NAME DATA --test-split``.
 """
 
@@ -89,9 +89,12 @@ def train_entry(entry: ZooEntry) -> Path:
         return run_dir
     task, cfg = run_config(entry)
     dataset = task.load(DATA)
-    print(f"{entry.name}: training {entry.model} on {len(dataset)} crystals of {entry.task} "
+    # a killed run (a session's end) continues from its last epoch, its clock included, so a
+    # budget longer than one session is trained over several
+    resume = (run_dir / "checkpoints" / "last.safetensors").exists()
+    print(f"{entry.name}: {'resuming' if resume else 'training'} {entry.model} on {len(dataset)} crystals of {entry.task} "
           f"({entry.epochs} epochs, ≤ {entry.minutes:g} min)", file=sys.stderr)
-    train(dataset, run_dir, cfg)
+    train(dataset, run_dir, cfg, resume=resume)
     return run_dir
 
 
