@@ -118,7 +118,6 @@ class CrystalModule(ModelWithObjective, L.LightningModule):
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=t.lr, total_steps=max(steps, 1), pct_start=0.3)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-
     def lr_scheduler_step(self, scheduler, metric) -> None:  # type: ignore[override]
         """One step of the schedule, then, under a time budget, the steps the clock is ahead by.
 
@@ -130,7 +129,10 @@ class CrystalModule(ModelWithObjective, L.LightningModule):
         length = getattr(self, "_schedule_length", None)
         if length is not None and scheduler.last_epoch >= length:
             return  # the schedule is over (the clock got there first): hold its last rate
-        scheduler.step() if metric is None else scheduler.step(metric)
+        if metric is None:
+            scheduler.step()
+        else:
+            scheduler.step(metric)
         fraction = self._budget_fraction()
         if fraction is None or length is None:
             return
