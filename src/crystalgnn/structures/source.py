@@ -152,10 +152,6 @@ class SourceList(Sequence[StructureSource]):
         self._digests += digest
         self._fmt_of.append(self._fmts.index(source.fmt))
 
-    def extend(self, sources: Iterable[StructureSource]) -> None:
-        for source in sources:
-            self.append(source)
-
     def __len__(self) -> int:
         return len(self._dir_of)
 
@@ -212,8 +208,8 @@ class SourceList(Sequence[StructureSource]):
 
 
 class KeyColumn(Sequence[str]):
-    """Content keys as one fixed-width byte array (40 bytes a key instead of a ~97-byte string);
-    items read back as text, and ``np.asarray`` gives the bytes without a copy per key."""
+    """Content keys as one fixed-width byte array, ``array`` (40 bytes a key instead of a ~97-byte
+    string); items read back as text."""
 
     __slots__ = ("array",)
 
@@ -228,15 +224,7 @@ class KeyColumn(Sequence[str]):
             return KeyColumn(self.array[index])
         return self.array[index].decode("ascii")
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self.array if dtype is None else self.array.astype(dtype)
-
 
 def source_keys(sources: Sequence[StructureSource]) -> Sequence[str]:
     """The content key of every source: a :class:`KeyColumn` for a :class:`SourceList`."""
     return sources.keys() if isinstance(sources, SourceList) else [source.key for source in sources]
-
-
-def sources_as_list(sources: Sequence[StructureSource]) -> SourceList:
-    """``sources`` as a :class:`SourceList` (itself when it already is one)."""
-    return sources if isinstance(sources, SourceList) else SourceList(sources)
