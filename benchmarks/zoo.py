@@ -3,7 +3,11 @@
 Each zoo model is trained on its task's whole dataset except a seeded held-out test split
 (90/5/5 after one shuffle with seed 123; the 5 % validation split picks the best epoch), within a
 stated budget, then packaged: weights (safetensors + JSON), config.json, the test ids and the
-model's test predictions, and a model card (card.json, card.md) with the test metrics.
+model's test predictions, and a model card (card.json, card.md) with the test metrics. An entry
+with ``ensemble=N`` is a deep ensemble of N members (seeds 123, 124, ...; all on the one split),
+each within the entry's minutes: the zoo model predicts their mean and spread. After
+``benchmarks/zoo_vs_reference.py`` has run, ``--package-only`` adds its comparison with the
+reference's shipped model on the same test crystals to each card.
 
     python benchmarks/zoo.py                 # train what is missing (run dirs under benchmarks/results/zoo/runs), package all
     python benchmarks/zoo.py --package-only  # package the finished runs again
@@ -45,6 +49,8 @@ class ZooEntry:
     minutes: float
     batch_size: int = 128
     threads: int = 2
+    #: Members of a deep ensemble (seeds 123, 124, ...; one split): the zoo model predicts their mean and spread.
+    ensemble: int = 1
     data_help: str = ""
     #: How a user gets the data and reproduces the card's test metrics.
     evaluate: str = ""
@@ -52,17 +58,17 @@ class ZooEntry:
 
 ENTRIES = [
     # the schedule is fitted to the minutes (TrainConfig.schedule_to_budget): epochs is an upper bound
-    ZooEntry("formation_energy", "mp37k_formation_energy", "cgcnn", "formation energy per atom", epochs=300, minutes=60.0,
+    ZooEntry("formation_energy", "mp37k_formation_energy", "cgcnn", "formation energy per atom", epochs=400, minutes=135.0,
              batch_size=64, threads=1,
              data_help="the mp37k id_prop.csv (column 0) with its CIFs extracted from cifs_data.tar.gz",
              evaluate="mkdir -p mp37k && tar xzf ../shared/data/mp37k/cifs_data.tar.gz -C mp37k && cp ../shared/data/mp37k/id_prop.csv mp37k/ && crystalgnn evaluate zoo:formation_energy mp37k -t 0 --test-split"),
     ZooEntry("band_gap", "mp37k_band_gap", "cgcnn", "PBE band gap", epochs=300, minutes=60.0, batch_size=64, threads=1,
              data_help="the mp37k id_prop.csv (column 1) with its CIFs extracted from cifs_data.tar.gz",
              evaluate="mkdir -p mp37k && tar xzf ../shared/data/mp37k/cifs_data.tar.gz -C mp37k && cp ../shared/data/mp37k/id_prop.csv mp37k/ && crystalgnn evaluate zoo:band_gap mp37k -t 1 --test-split"),
-    ZooEntry("log10_K", "mp_elasticity3k_log10_K", "cgcnn", "log10 of the VRH bulk modulus", epochs=60, minutes=8.0, batch_size=64,
+    ZooEntry("log10_K", "mp_elasticity3k_log10_K", "cgcnn", "log10 of the VRH bulk modulus", epochs=400, minutes=8.0, batch_size=64, ensemble=5,
              threads=1, data_help="../shared/data/mp_elasticity3k (column 0, GPa; the model learns log10)",
              evaluate="crystalgnn evaluate zoo:log10_K ../shared/data/mp_elasticity3k -t 0 --test-split"),
-    ZooEntry("log10_G", "mp_elasticity3k_log10_G", "cgcnn", "log10 of the VRH shear modulus", epochs=60, minutes=8.0, batch_size=64,
+    ZooEntry("log10_G", "mp_elasticity3k_log10_G", "cgcnn", "log10 of the VRH shear modulus", epochs=400, minutes=8.0, batch_size=64, ensemble=5,
              threads=1, data_help="../shared/data/mp_elasticity3k (column 1, GPa; the model learns log10)",
              evaluate="crystalgnn evaluate zoo:log10_G ../shared/data/mp_elasticity3k -t 1 --test-split"),
 ]
@@ -75,7 +81,8 @@ def run_config(entry: ZooEntry):
     task = get_task(entry.task)
     cfg = defaults_for(entry.model)
     train = dataclasses.replace(cfg.train, epochs=entry.epochs, batch_size=entry.batch_size, max_minutes=entry.minutes,
-                                split_fractions=(0.9, 0.05, 0.05), seed=123, threads=entry.threads)
+                                split_fractions=(0.9, 0.05, 0.05), seed=123, threads=entry.threads,
+                                ensemble=entry.ensemble)
     data = DataConfig(source=entry.task, targets=(task.target,), transform=task.transform)
     return task, dataclasses.replace(cfg, data=data, train=train)
 
@@ -116,15 +123,17 @@ def package(entry: ZooEntry) -> dict:
     n_train, n_val = csv_rows(run_dir / "predictions_train.csv"), csv_rows(run_dir / "predictions_val.csv")
     out = ZOO / entry.name
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    # The saved config names the data by task, not by a path on this machine.
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=f"task {entry.task}"))
-    cfg.save(out / "config.json")
-    for name in ("model.safetensors", "model.safetensors.json"):
-        shutil.copyfile(run_dir / name, out / name)
+    copy_model(run_dir, out, f"task {entry.task}")
     test[["id"]].to_csv(out / "test_ids.csv", index=False)
-    test[["id", true_col, pred_col]].to_csv(out / "test_predictions.csv", index=False, float_format="%.8g")
+    spread_col = f"{pred_col}_std"
+    columns = ["id", true_col, pred_col] + ([spread_col] if spread_col in test.columns else [])
+    test[columns].to_csv(out / "test_predictions.csv", index=False, float_format="%.8g")
     unit = task.unit or ""
+    # an ensemble's epochs, stop and size are its members' (the first member's size: they are alike)
+    runs = [metrics] if entry.ensemble == 1 else [json.loads((run_dir / m["dir"] / "metrics.json").read_text()) for m in metrics["members"]]
+    per_run = {key: [r.get(key) for r in runs] for key in ("epochs_run", "best_epoch", "stop_reason")}
+    if entry.ensemble == 1:
+        per_run = {key: values[0] for key, values in per_run.items()}
     card = {
         "name": entry.name, "model": entry.model, "task": entry.task, "target": entry.target_label, "unit": unit,
         "transform": cfg.data.transform,
@@ -135,13 +144,14 @@ def package(entry: ZooEntry) -> dict:
                   "test_ids": "test_ids.csv"},
         "n_test": len(test),
         "test_metrics": {k: float(v) for k, v in scores.items()},
-        "training": {"epochs": entry.epochs, "epochs_run": metrics.get("epochs_run"), "best_epoch": metrics.get("best_epoch"),
-                     "stop_reason": metrics.get("stop_reason"), "max_minutes": entry.minutes, "batch_size": entry.batch_size,
+        "training": {"epochs": entry.epochs, **per_run, "max_minutes": entry.minutes, "batch_size": entry.batch_size,
                      "threads": entry.threads, "wall_minutes": round(float(metrics.get("wall_seconds", 0)) / 60, 1),
                      "optimizer": cfg.train.optimizer, "lr": cfg.train.lr, "scheduler": cfg.train.scheduler,
-                     "n_parameters": metrics.get("n_parameters"),
+                     "n_parameters": runs[0].get("n_parameters"),
                      "command": f"python benchmarks/zoo.py --only {entry.name}"},
+        "ensemble": ensemble_summary(metrics, test, spread_col, true_col) if entry.ensemble > 1 else None,
         "reference_cgcnn_paper_mae": REFERENCE_CGCNN.get(entry.name),
+        "reference_cgcnn_same_crystals": same_crystals(entry.name, float(scores["mae"])),
         "created": time.strftime("%Y-%m-%d"),
     }
     (out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -149,8 +159,58 @@ def package(entry: ZooEntry) -> dict:
     return card
 
 
+def same_crystals(name: str, mae: float) -> dict | None:
+    """The reference's shipped model on this card's test crystals (``benchmarks/zoo_vs_reference.py``), when that
+    comparison was run on these very predictions (its MAE of ours equals the card's)."""
+    path = ROOT / "benchmarks" / "results" / "zoo-vs-reference.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+
+    def of_this_model(part: str) -> dict | None:
+        found = results.get(part, {}).get(name)
+        ok = found and found.get("returncode") == 0 and abs(found["zoo_card_test_mae"] - mae) <= 1e-6 * max(mae, 1e-12)
+        return found if ok else None
+
+    found, unseen = of_this_model("models"), of_this_model("unseen_by_both")
+    if not found:
+        return None
+    keys = ("reference_checkpoint", "reference_training_list", "n_test", "mae_ours_all", "mae_reference_all", "n_unseen_by_reference",
+            "mae_ours_unseen", "mae_reference_unseen", "mae_ours_seen", "mae_reference_seen")
+    both = {k: unseen[k] for k in ("source", "n_unseen_by_both", "mae_ours", "mae_reference")} if unseen else None
+    return {k: found[k] for k in keys} | {"unseen_by_both": both, "command": "python benchmarks/zoo_vs_reference.py"}
+
+
+def copy_model(run_dir: Path, out: Path, source: str) -> None:
+    """What prediction needs from ``run_dir`` (an ensemble: each member's, under ``members/<k>``), into ``out``."""
+    from crystalgnn.config import RunConfig
+    from crystalgnn.training.ensemble import ensemble_size, member_dir
+
+    out.mkdir(parents=True)
+    cfg = RunConfig.load(run_dir / "config.json")
+    # The saved config names the data by task, not by a path on this machine.
+    dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=source)).save(out / "config.json")
+    members = ensemble_size(run_dir)
+    if members > 1:
+        for k in range(members):
+            copy_model(member_dir(run_dir, k), member_dir(out, k), source)
+        return
+    for name in ("model.safetensors", "model.safetensors.json"):
+        shutil.copyfile(run_dir / name, out / name)
+
+
+def ensemble_summary(metrics: dict, test: pd.DataFrame, spread_col: str, true_col: str) -> dict:
+    """The members' own test MAEs beside the ensemble's, and how its spread follows its errors."""
+    members = metrics["members"]
+    member_mae = [float(next(iter(m["test"].values()))["mae"]) for m in members]
+    errors = (test[true_col] - test[spread_col.removesuffix("_std")]).abs()
+    return {"members": len(members), "seeds": [m["seed"] for m in members],
+            "member_epochs_run": [m["epochs_run"] for m in members], "member_best_epoch": [m["best_epoch"] for m in members],
+            "member_test_mae": member_mae, "mean_member_test_mae": sum(member_mae) / len(member_mae),
+            "mean_spread": float(test[spread_col].mean()),
+            "spearman_spread_vs_abs_error": float(test[spread_col].corr(errors, method="spearman"))}
+
+
 def card_markdown(c: dict) -> str:
-    m, s, t = c["test_metrics"], c["split"], c["training"]
+    m, s = c["test_metrics"], c["split"]
     unit = f" {c['unit']}" if c["unit"] else ""
     ref = c.get("reference_cgcnn_paper_mae")
     lines = [
@@ -161,9 +221,7 @@ def card_markdown(c: dict) -> str:
         f"{s['n_test']} test crystals (ids in test_ids.csv).",
         f"**Test metrics** ({s['n_test']} held-out crystals{', in log10 units' if c['transform'] == 'log10' else ''}): "
         f"MAE {m['mae']:.4g}{unit}, RMSE {m['rmse']:.4g}{unit}, R² {m['r2']:.3f}.",
-        f"**Training**: {t['epochs']} epochs scheduled, {t['epochs_run']} run ({t['stop_reason']}), best epoch {t['best_epoch']}, "
-        f"{t['wall_minutes']} min on {t['threads']} CPU thread(s) of a 2-core machine, batch {t['batch_size']}, "
-        f"{t['optimizer']} lr {t['lr']} {t['scheduler']}, {t['n_parameters']} parameters. Command: `{t['command']}`.",
+        training_line(c),
         "",
         "**Limits**: trained on Materials Project PBE data: relaxed, ordered crystals with elements up to Z = 100; it knows "
         "nothing of partial occupancy, surfaces, molecules or strongly correlated physics beyond PBE. Its errors grow for "
@@ -176,8 +234,41 @@ def card_markdown(c: dict) -> str:
                       f"{relation} it, on its own {s['n_test']} test crystals.")
     else:
         lines[-1] += "."
+    same = c.get("reference_cgcnn_same_crystals")
+    if same:
+        lines += ["", f"**Against the reference's shipped model on these {same['n_test']} test crystals** "
+                  f"(`{same['reference_checkpoint']}` of txie-93/cgcnn, through its own predict.py; `{same['command']}`): "
+                  f"MAE {same['mae_ours_all']:.4g} (this model) vs {same['mae_reference_all']:.4g}{unit} (reference)."]
+        if same["n_unseen_by_reference"]:
+            lines[-1] += (f" On the {same['n_unseen_by_reference']} not in the reference's training list "
+                          f"(`{same['reference_training_list']}`): {same['mae_ours_unseen']:.4g} vs {same['mae_reference_unseen']:.4g}; "
+                          f"on the others: {same['mae_ours_seen']:.4g} vs {same['mae_reference_seen']:.4g}.")
+        else:
+            lines[-1] += (f" Every one of them is in the reference's training list (`{same['reference_training_list']}`), so the "
+                          "reference has probably trained on most of them; this model has trained on none.")
+        both = same.get("unseen_by_both")
+        if both:
+            lines[-1] += (f" On {both['n_unseen_by_both']} crystals neither model trained on ({both['source']}, in none of the "
+                          f"reference's lists nor our data): MAE {both['mae_ours']:.4g} (this model) vs "
+                          f"{both['mae_reference']:.4g}{unit} (reference).")
     lines += ["", f"Reproduce the test metrics: `{c['evaluate_command']}`."]
     return "\n".join(lines)
+
+
+def training_line(c: dict) -> str:
+    t, e = c["training"], c.get("ensemble")
+    common = (f"{t['threads']} CPU thread(s) of a 2-core machine, batch {t['batch_size']}, {t['optimizer']} lr {t['lr']} "
+              f"{t['scheduler']} (schedule fitted to ≤ {t['max_minutes']:g} min)")
+    if not e:
+        return (f"**Training**: {t['epochs']} epochs scheduled, {t['epochs_run']} run ({t['stop_reason']}), best epoch "
+                f"{t['best_epoch']}, {t['wall_minutes']} min on {common}, {t['n_parameters']} parameters. Command: `{t['command']}`.")
+    spread = (f"Its spread σ (standard deviation over members) averages {e['mean_spread']:.3g} on the test crystals; Spearman "
+              f"ρ(σ, |error|) = {e['spearman_spread_vs_abs_error']:.2f}.")
+    return (f"**Training**: a deep ensemble of {e['members']} {c['model']} models (seeds {', '.join(map(str, e['seeds']))}; one split), "
+            f"predicting their mean. Each member: ≤ {t['max_minutes']:g} min on {common}, {t['n_parameters']} parameters; "
+            f"epochs run {', '.join(map(str, t['epochs_run']))}, best epochs {', '.join(map(str, t['best_epoch']))}. "
+            f"{t['wall_minutes']} min in all. Members' own test MAEs: {', '.join(f'{v:.4g}' for v in e['member_test_mae'])} "
+            f"(mean {e['mean_member_test_mae']:.4g}). {spread} Command: `{t['command']}`.")
 
 
 def main() -> int:

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from conftest import DATA, require_data
 
-from crystalgnn import zoo
+from crystalgnn import transforms, zoo
 from crystalgnn.cli import main
+from crystalgnn.training.ensemble import ensemble_size, member_dir
 
 EXPECTED = {"formation_energy", "band_gap", "log10_K", "log10_G"}
 
@@ -23,8 +24,12 @@ def test_the_zoo_ships_four_small_models_with_cards():
     assert total < 8e6, f"the zoo is {total / 1e6:.1f} MB"
     for name in zoo.names():
         folder = zoo.model_dir(f"zoo:{name}")
-        assert sorted(p.name for p in folder.iterdir()) == sorted(zoo.MODEL_FILES)
         card = zoo.card(name)
+        members = (card.get("ensemble") or {}).get("members", 1)
+        assert ensemble_size(folder) == members
+        assert sorted(p.name for p in folder.iterdir()) == sorted(zoo.ENSEMBLE_FILES if members > 1 else zoo.MODEL_FILES)
+        for k in range(members if members > 1 else 0):
+            assert sorted(p.name for p in member_dir(folder, k).iterdir()) == sorted(zoo.MEMBER_FILES)
         shipped = pd.read_csv(folder / "test_predictions.csv")
         true, pred = shipped.iloc[:, 1].to_numpy(), shipped.iloc[:, 2].to_numpy()
         # the card's metrics are those of the shipped test predictions
@@ -49,6 +54,17 @@ def test_predict_zoo_model_on_cgcnn_sample_from_the_package(tmp_path, capsys):
     api = model.predict([str(c) for c in cifs])
     cli = pd.read_csv(tmp_path / "log10_G.csv", dtype={"id": str})
     np.testing.assert_allclose(api.drop(columns="id").to_numpy(float), cli.drop(columns="id").to_numpy(float), rtol=1e-6)
+    # an ensemble's prediction is its members' mean, with their spread beside it
+    ensembles = [n for n in sorted(EXPECTED) if zoo.card(n).get("ensemble")]
+    for name in ensembles:
+        folder = zoo.model_dir(name)
+        ensemble = crystalgnn.load_model(f"zoo:{name}")
+        column = transforms.learned_name(ensemble.target_names[0], ensemble.cfg.data.transform)  # where the mean is taken
+        members = [crystalgnn.load_model(member_dir(folder, k)).predict([str(c) for c in cifs]) for k in range(ensemble_size(folder))]
+        stack = np.stack([m[column].to_numpy(float) for m in members])
+        shipped = pd.read_csv(tmp_path / f"{name}.csv", dtype={"id": str})
+        np.testing.assert_allclose(shipped[column], stack.mean(axis=0), rtol=1e-5)
+        np.testing.assert_allclose(shipped[f"{column}_std"], stack.std(axis=0), rtol=1e-4, atol=1e-7)
     assert main(["zoo", "list"]) == 0
     listed = capsys.readouterr().out
     assert all(f"zoo:{n}" in listed for n in EXPECTED)

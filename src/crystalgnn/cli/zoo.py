@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         c = zoo.card(name)
         m = c["test_metrics"]
-        print(f"zoo:{name:22s} {c['model']:12s} {c['target']} ({c['unit']}): test MAE {m['mae']:.4g}, R² {m['r2']:.3f} "
+        model = f"{c['model']} ×{c['ensemble']['members']}" if c.get("ensemble") else c["model"]  # a deep ensemble's size
+        print(f"zoo:{name:22s} {model:12s} {c['target']} ({c['unit']}): test MAE {m['mae']:.4g}, R² {m['r2']:.3f} "
               f"on {c['n_test']} held-out crystals of task {c['task']}")
     return 0

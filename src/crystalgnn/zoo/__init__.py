@@ -6,7 +6,9 @@ list``. Each model is a folder beside this file holding what a run directory's p
 its card: ``card.json`` (data, split, test metrics, budget, limits) with ``card.md`` the same in
 prose, and ``test_ids.csv`` / ``test_predictions.csv``, the held-out items and what the model
 predicted for them, so ``crystalgnn evaluate zoo:NAME DATA --test-split`` reproduces the card's
-metrics. The folders are made by ``benchmarks/zoo.py``.
+metrics. A deep ensemble's folder holds, instead of the weights, ``members/<k>/`` (each member's
+``config.json`` and weights) beside its own ``config.json``: it predicts the members' mean and
+their spread (``pred_<target>_std``). The folders are made by ``benchmarks/zoo.py``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ PREFIX = "zoo:"
 #: The files of a zoo model (a run directory's prediction files plus its card).
 MODEL_FILES = ("config.json", "model.safetensors", "model.safetensors.json", "card.json", "card.md", "test_ids.csv",
                "test_predictions.csv")
+#: The files of a zoo model that is an ensemble (each of ``members/<k>/`` holds ``MEMBER_FILES``).
+ENSEMBLE_FILES = ("config.json", "members", "card.json", "card.md", "test_ids.csv", "test_predictions.csv")
+MEMBER_FILES = ("config.json", "model.safetensors", "model.safetensors.json")
 
 
 def is_zoo_name(name: Any) -> bool:
