@@ -202,8 +202,8 @@ def ensemble_summary(metrics: dict, test: pd.DataFrame, spread_col: str, true_co
     members = metrics["members"]
     member_mae = [float(next(iter(m["test"].values()))["mae"]) for m in members]
     errors = (test[true_col] - test[spread_col.removesuffix("_std")]).abs()
+    # (the members' epochs run and best epochs are the card's "training" lists)
     return {"members": len(members), "seeds": [m["seed"] for m in members],
-            "member_epochs_run": [m["epochs_run"] for m in members], "member_best_epoch": [m["best_epoch"] for m in members],
             "member_test_mae": member_mae, "mean_member_test_mae": sum(member_mae) / len(member_mae),
             "mean_spread": float(test[spread_col].mean()),
             "spearman_spread_vs_abs_error": float(test[spread_col].corr(errors, method="spearman"))}

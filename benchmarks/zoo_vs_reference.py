@@ -144,8 +144,10 @@ def _structure(text: str):
 
     from pymatgen.core import Structure
 
+    from crystalgnn.structures.parse import structure_from_dict
+
     text = text.strip()
-    return Structure.from_dict(ast.literal_eval(text)) if text.startswith("{") else Structure.from_str(text, fmt="cif")
+    return structure_from_dict(ast.literal_eval(text)) if text.startswith("{") else Structure.from_str(text, fmt="cif")
 
 
 def _as_log10(pred_ref: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, str]:

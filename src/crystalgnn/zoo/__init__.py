@@ -8,7 +8,7 @@ prose, and ``test_ids.csv`` / ``test_predictions.csv``, the held-out items and w
 predicted for them, so ``crystalgnn evaluate zoo:NAME DATA --test-split`` reproduces the card's
 metrics. A deep ensemble's folder holds, instead of the weights, ``members/<k>/`` (each member's
 ``config.json`` and weights) beside its own ``config.json``: it predicts the members' mean and
-their spread (``pred_<target>_std``). The folders are made by ``benchmarks/zoo.py``.
+their spread (``<target>_std`` beside the prediction; ``pred_<target>_std`` in test_predictions.csv). The folders are made by ``benchmarks/zoo.py``.
 """
 
 from __future__ import annotations
