@@ -137,6 +137,22 @@ def test_training_again_keeps_finished_members(ensemble_run, elasticity_slice, t
         train(data, run, _ensemble_config(lr=1e-2), cache_dir=tmp_path / "cache", progress=False)
 
 
+def test_members_trained_apart_make_the_same_ensemble(ensemble_run, elasticity_slice, tmp_path):
+    """Members trained as ordinary runs into ``members/<k>`` (by parallel processes, as
+    ``benchmarks/zoo.py --member K`` does), in any order, are kept by the ensemble's training,
+    which then gives the numbers of the ensemble trained in one go."""
+    reference, _ = ensemble_run
+    run = tmp_path / "run"
+    data = load_dataset(elasticity_slice, targets=[1], transform="log10")
+    for k in reversed(range(N_MEMBERS)):
+        train(data, run / "members" / str(k), member_config(_ensemble_config(), k), cache_dir=tmp_path / "cache", progress=False)
+    weights = [run / "members" / str(k) / "model.safetensors" for k in range(N_MEMBERS)]
+    stamps = [w.stat().st_mtime_ns for w in weights]
+    train(data, run, _ensemble_config(), cache_dir=tmp_path / "cache", progress=False)
+    assert [w.stat().st_mtime_ns for w in weights] == stamps  # kept, not retrained
+    pd.testing.assert_frame_equal(_csv(run / "predictions_test.csv"), _csv(reference / "predictions_test.csv"))
+
+
 class _Crash(L.Callback):
     """Stands for a kill: the second member dies entering its second epoch, after the checkpoint of its first."""
 
