@@ -86,13 +86,14 @@ def test_classification_folds_are_stratified_as_matbench():
 
 def test_builtin_registry_reads_and_names_the_published_tasks():
     tasks = builtin_tasks()
-    for name in ("mp37k_formation_energy", "mp37k_band_gap", "mp_api3k_is_metal", "mp_elasticity3k_log10_K", "mp_elasticity3k_log10_G",
+    for name in ("mp37k_formation_energy", "mp37k_band_gap", "mp37k_band_gap_nonmetal", "mp_api3k_is_metal", "mp_elasticity3k_log10_K", "mp_elasticity3k_log10_G",
                  "matminer2018_refractive_index", "perov5_partial_heat_of_formation", "mp37k_bulk_s", "mp37k_bulk_m", "mp37k_bulk_l",
                  "qmof20k_band_gap", "qmof20k_band_gap_5106", "chains_short", "chains_long", "matbench_mp_gap", "unconvbench_qmof"):
         assert name in tasks
     builtin = [t for t in tasks.values() if t.group == "builtin"]
     assert all(t.approximates and not t.name.startswith(("matbench_", "unconvbench_")) for t in builtin)
     assert tasks["mp_api3k_is_metal"].metric == "roc_auc" and tasks["mp_elasticity3k_log10_G"].transform == "log10"
+    assert tasks["mp37k_band_gap_nonmetal"].select.target_above == 0.0
 
 
 def test_bad_task_definitions_say_what_is_wrong(tmp_path):
@@ -201,6 +202,11 @@ def test_size_selection_counts_atoms_and_draws_with_its_seed():
     drawn = select(data, Selection(n=5, seed=7, atoms_min=2))
     assert len(drawn) == 5 and drawn.ids == select(data, Selection(n=5, seed=7, atoms_min=2)).ids
     assert drawn.ids == [i for i in data.ids if i in set(drawn.ids)]  # source order kept
+    # a target bound (strictly above, as "a gap > 0" keeps non-metals), with the size bound
+    cut = float(np.median(data.targets[:, 0]))
+    above = select(data, Selection(target_above=cut, atoms_min=2))
+    assert set(above.ids) == {i for i, c, y in zip(data.ids, counts, data.targets[:, 0], strict=True) if y > cut and c >= 2}
+    assert 0 < len(above) < len(data) and (above.targets[:, 0] > cut).all()
 
 
 def test_user_task_file_runs_end_to_end_and_matches_the_task_folds(tmp_path):

@@ -162,16 +162,18 @@ def atom_counts(dataset: CrystalDataset) -> np.ndarray:
 
 
 def select(dataset: CrystalDataset, selection: Any) -> CrystalDataset:
-    """The items of ``selection`` (size bounds, then a seeded draw of ``n``), in source order."""
-    rows = np.arange(len(dataset))
+    """The items of ``selection`` (size bounds and a target bound, then a seeded draw of ``n``),
+    in source order."""
+    keep = np.ones(len(dataset), dtype=bool)
     if selection.by_size:
         counts = atom_counts(dataset)
-        keep = np.ones(len(dataset), dtype=bool)
         if selection.atoms_min:
             keep &= counts >= selection.atoms_min
         if selection.atoms_max:
             keep &= counts <= selection.atoms_max
-        rows = rows[keep]
+    if selection.target_above is not None:
+        keep &= dataset.targets[:, 0] > selection.target_above
+    rows = np.flatnonzero(keep)
     if selection.n and selection.n < len(rows):
         rows = np.sort(np.random.default_rng(selection.seed).choice(rows, size=selection.n, replace=False))
     elif selection.n and selection.n > len(rows):

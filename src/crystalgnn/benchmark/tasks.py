@@ -82,12 +82,15 @@ class FoldProtocol:
 @dataclass(frozen=True)
 class Selection:
     """A seeded subset of the source: items with ``atoms_min ≤ atoms per cell ≤ atoms_max``
-    (0: no bound), then ``n`` of them drawn with ``seed`` (0: all), kept in source order."""
+    (0: no bound) and, when ``target_above`` is set, a target (after the task's transform) above
+    it (e.g. 0 for the band gaps of non-metals only); then ``n`` of them drawn with ``seed`` (0:
+    all), kept in source order."""
 
     n: int = 0
     seed: int = 0
     atoms_min: int = 0
     atoms_max: int = 0
+    target_above: float | None = None
 
     @property
     def by_size(self) -> bool:
